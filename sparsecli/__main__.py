@@ -1,0 +1,5 @@
+"""`python -m sparsecli` runs the command line."""
+
+from sparsecli.cli import main
+
+main()

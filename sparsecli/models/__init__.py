@@ -1,0 +1,1 @@
+"""Model sources: the built-in zoo and the user's own code."""

@@ -1,0 +1,249 @@
+"""The prune job as a short sequence of stages, each a plain function.
+
+load data -> dense model (checkpoint, or trained once and cached) -> export dense.onnx ->
+passes + fine-tuning -> export model.onnx -> measure and benchmark -> report.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import onnxruntime
+import torch
+from torch import nn
+
+from sparsecli import bench, measure, report
+from sparsecli.atomic import atomic_path, write_text
+from sparsecli.console import UI, advance
+from sparsecli.data import sources
+from sparsecli.errors import BadInput, RunFailed, SparsecliError
+from sparsecli.export import check_parity, export_onnx, run_batches
+from sparsecli.models.source import build_model, load_checkpoint
+from sparsecli.passes import PassContext, build
+from sparsecli.recipe import Recipe
+from sparsecli.train import TrainConfig, evaluate, fit
+
+
+def load_data(recipe: Recipe) -> sources.DataBundle:
+    d = recipe.data
+    return sources.load(
+        d.dataset,
+        path=d.path,
+        val_fraction=d.val_fraction,
+        seed=recipe.seed,
+        shape=d.shape,
+        classes=d.classes,
+        samples=d.samples,
+    )
+
+
+def example_input(recipe: Recipe, data: sources.DataBundle) -> torch.Tensor:
+    """One real batch at the export shape: batch 1 when dynamic, else the benchmark's batch."""
+    shape = recipe.model.input_shape
+    if shape is not None and list(shape[1:]) != list(data.input_shape):
+        raise BadInput(f"model.input_shape {shape} does not match the data's sample shape {list(data.input_shape)}")
+    batch = 1 if recipe.export.dynamic_batch else recipe.benchmark.batch_sizes[0]
+    return data.val.tensors[0][:1].repeat(batch, *[1] * len(data.input_shape))
+
+
+def fresh_model(recipe: Recipe, data: sources.DataBundle) -> nn.Module:
+    m = recipe.model
+    torch.manual_seed(recipe.seed)
+    return build_model(
+        zoo=m.zoo,
+        factory=m.factory,
+        kwargs=m.kwargs,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        base_dir=recipe.base_dir,
+    )
+
+
+def check_fits(model: nn.Module, example: torch.Tensor, num_classes: int) -> None:
+    """One forward pass, so a shape mismatch is a clear message rather than a trace deep in training."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(example)
+    except Exception as exc:
+        raise BadInput(f"model does not accept the data's inputs of shape {list(example.shape)}: {exc}") from None
+    if out.dim() != 2 or out.shape[1] < num_classes:
+        raise BadInput(f"model output shape {list(out.shape)} does not fit {num_classes} classes")
+
+
+def dense_model(recipe: Recipe, data: sources.DataBundle, ui: UI) -> nn.Module:
+    """The baseline: the checkpoint if given, else trained once and cached by (model, data, seed)."""
+    model = fresh_model(recipe, data)
+    check_fits(model, example_input(recipe, data), data.num_classes)
+    if recipe.model.checkpoint is not None:
+        load_checkpoint(model, recipe.model.checkpoint)
+        return model
+    key_src = {k: recipe.model_dump(mode="json")[k] for k in ("model", "data", "seed")}
+    key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:16]
+    cached = recipe.run_dir.parent / ".cache" / f"dense-{key}.pt"
+    if cached.is_file():
+        ui.stage(f"dense model: reusing {cached}")
+        load_checkpoint(model, cached)
+        return model
+    pre = recipe.model.pretrain
+    ui.stage(f"dense model: training {pre.epochs} epochs (no checkpoint given)")
+    train_model(model, recipe, data, TrainConfig(epochs=pre.epochs, lr=pre.lr), [], ui, "pretrain")
+    with atomic_path(cached) as tmp:
+        torch.save(model.state_dict(), tmp)
+    return model
+
+
+def train_model(model, recipe: Recipe, data, config: TrainConfig, passes, ui: UI, label: str) -> None:
+    loader = data.loader("train", recipe.data.batch_size, recipe.seed)
+    torch.manual_seed(recipe.seed)
+    with ui.task(label, config.epochs * len(loader)) as bar:
+        fit(model, loader, config, passes, on_step=lambda step, loss: advance(bar, f"loss {loss:.3f}"))
+
+
+def compress(recipe: Recipe, dense: nn.Module, data: sources.DataBundle, ui: UI) -> tuple[nn.Module, list]:
+    """Apply the passes with fine-tuning in between; returns the finished model and the passes."""
+    model = copy.deepcopy(dense)
+    ft = recipe.finetune
+    loader = data.loader("train", recipe.data.batch_size, recipe.seed)
+    calibration = list(itertools.islice(loader, 4))
+    ctx = PassContext(example_input(recipe, data), len(loader), float(ft.epochs), calibration)
+    passes = [build(spec) for spec in recipe.passes]
+    for p in passes:
+        p.prepare(model, ctx)
+    config = TrainConfig(
+        epochs=ft.epochs,
+        optimizer=ft.optimizer.name,
+        lr=ft.optimizer.lr,
+        weight_decay=ft.optimizer.weight_decay,
+        momentum=ft.optimizer.momentum,
+        lr_schedule=ft.lr_schedule,
+    )
+    ui.stage(f"passes: {', '.join(p.kind for p in passes) or 'none'}; fine-tuning {ft.epochs} epochs")
+    train_model(model, recipe, data, config, passes, ui, "finetune")
+    for p in passes:
+        model = p.finish(model)
+    return model.eval(), passes
+
+
+def onnx_accuracy(path: Path, data: sources.DataBundle) -> float:
+    x, y = data.val.tensors
+    return float((torch.from_numpy(run_batches(path, x)).argmax(1) == y).float().mean())
+
+
+def export_checked(recipe: Recipe, model: nn.Module, data, path: Path) -> float:
+    example = example_input(recipe, data)
+    export_onnx(model, example, path, recipe.export.opset, recipe.export.dynamic_batch)
+    return check_parity(path, model, data.val.tensors[0][:256], recipe.export.atol)
+
+
+def benchmark(recipe: Recipe, paths: list[Path]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """latency_ms[provider][batch][dense|compressed] from interleaved onnxruntime timing."""
+    b = recipe.benchmark
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for provider in b.providers:
+        for batch in b.batch_sizes:
+            stats = bench.time_models(
+                paths, batch, provider=provider, threads=b.threads, warmup=b.warmup, iterations=b.iterations
+            )
+            out.setdefault(provider, {})[str(batch)] = dict(zip(("dense", "compressed"), stats, strict=True))
+    return out
+
+
+def measurements(
+    recipe: Recipe,
+    run_dir: Path,
+    data,
+    models: tuple[nn.Module, nn.Module],
+    parity: dict[str, float],
+    passes: list[dict[str, Any]],
+) -> report.Facts:
+    paths = [run_dir / "dense.onnx", run_dir / "model.onnx"]
+    example = example_input(recipe, data)[:1]
+    return report.Facts(
+        accuracy=(onnx_accuracy(paths[0], data), onnx_accuracy(paths[1], data)),
+        sparsity=measure.onnx_sparsity(paths[1]),
+        params=(measure.onnx_params(paths[0]), measure.onnx_params(paths[1])),
+        macs=(measure.count_macs(models[0], example), measure.count_macs(models[1], example)),
+        sizes=(measure.file_sizes(paths[0]), measure.file_sizes(paths[1])),
+        latency_ms=benchmark(recipe, paths),
+        parity=parity,
+        passes=passes,
+        environment={
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "threads": recipe.benchmark.threads,
+        },
+    )
+
+
+def check(recipe: Recipe) -> None:
+    """What validation can only check with the model in hand: shapes fit, patterns match modules.
+
+    Passes are prepared on a throwaway copy of an untrained model; nothing is trained or written.
+    """
+    data = load_data(recipe)
+    model = fresh_model(recipe, data)
+    example = example_input(recipe, data)
+    check_fits(model, example, data.num_classes)
+    ctx = PassContext(example, 1, float(max(1, recipe.finetune.epochs)), [(example, torch.zeros(len(example)))])
+    for i, spec in enumerate(recipe.passes):
+        try:
+            build(spec).prepare(copy.deepcopy(model), ctx)
+        except BadInput as exc:
+            raise BadInput(f"passes[{i}].{exc}") from None
+
+
+def prepare_folder(recipe: Recipe, overwrite: bool) -> Path:
+    run_dir = recipe.run_dir
+    if (run_dir / "report.json").exists() and not overwrite:
+        raise BadInput(f"{run_dir} already holds a finished run; pass --overwrite or set output: elsewhere")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "recipe.yaml", recipe.resolved_yaml())
+    return run_dir
+
+
+def run(recipe: Recipe, ui: UI, *, overwrite: bool = False) -> dict[str, Any]:
+    """The whole prune job; returns the report (also written to the run folder)."""
+    check(recipe)
+    run_dir = prepare_folder(recipe, overwrite)
+    stage = "setup"
+    wall: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        stage = "data"
+        data = load_data(recipe)
+        stage = "dense model"
+        dense = dense_model(recipe, data, ui)
+        dense_acc = evaluate(dense, data.loader("val", 512))
+        ui.note(f"dense validation accuracy {dense_acc:.4f}")
+        stage = "export dense.onnx"
+        parity = {"dense": export_checked(recipe, dense, data, run_dir / "dense.onnx")}
+        wall["dense"] = time.perf_counter() - t0
+        stage = "passes and fine-tuning"
+        t0 = time.perf_counter()
+        model, passes = compress(recipe, dense, data, ui)
+        wall["compress"] = time.perf_counter() - t0
+        ui.note(f"compressed validation accuracy {evaluate(model, data.loader('val', 512)):.4f}")
+        stage = "export model.onnx"
+        parity["compressed"] = export_checked(recipe, model, data, run_dir / "model.onnx")
+        with atomic_path(run_dir / "checkpoint.pt") as tmp:
+            torch.save({"model_state": model.state_dict(), "recipe": recipe.model_dump(mode="json")}, tmp)
+        stage = "measure and benchmark"
+        ui.stage("measuring and benchmarking with onnxruntime")
+        t0 = time.perf_counter()
+        facts = measurements(recipe, run_dir, data, (dense, model), parity, [p.describe() for p in passes])
+        result = report.build(recipe, facts)
+        wall["measure"] = time.perf_counter() - t0
+        result["wall_s"] = wall
+        report.write(run_dir, result)
+        return result
+    except SparsecliError as exc:
+        exc.args = (f"{exc} (during {stage}; partial results in {run_dir})",)
+        raise
+    except Exception as exc:
+        raise RunFailed(f"{stage} failed: {type(exc).__name__}: {exc}; partial results in {run_dir}") from exc

@@ -1,0 +1,302 @@
+"""The recipe: YAML -> typed, validated, defaulted objects; `--set` overrides; errors with paths and lines.
+
+Field descriptions live here, once: they feed the JSON Schema, `recipes show` and the docs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from sparsecli.errors import BadInput
+from sparsecli.passes import REGISTRY
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _existing_file(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Relative paths are relative to the recipe's folder; the file must exist."""
+    if value is None:
+        return None
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = value if value.is_absolute() else base / value
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+class PretrainSpec(Section):
+    epochs: int = Field(10, ge=0, description="Dense training epochs when no checkpoint is given.")
+    lr: float = Field(0.003, gt=0, description="AdamW learning rate for dense training.")
+
+
+class ModelSpec(Section):
+    zoo: str | None = Field(None, description="Built-in model: mlp, convnet, resnet.")
+    factory: str | None = Field(None, description="User code 'package.module:function' returning an nn.Module.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the zoo or factory.")
+    checkpoint: Path | None = Field(None, description="State dict to load (weights_only=True).")
+    input_shape: list[int] | None = Field(
+        None, description="Input shape with batch, e.g. [1, 1, 8, 8]; default: taken from the data."
+    )
+    pretrain: PretrainSpec = Field(default_factory=PretrainSpec, description="Dense training without checkpoint.")
+
+    _check_checkpoint = field_validator("checkpoint")(_existing_file)
+
+    @field_validator("zoo")
+    @classmethod
+    def _known_zoo(cls, value: str | None) -> str | None:
+        from sparsecli.models.zoo import ZOO
+
+        if value is not None and value not in ZOO:
+            raise ValueError(f"unknown zoo model {value!r}; known: {', '.join(sorted(ZOO))}")
+        return value
+
+    @field_validator("factory")
+    @classmethod
+    def _importable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from sparsecli.models.source import resolve_factory
+
+        if value is not None:
+            resolve_factory(value, Path((info.context or {}).get("base_dir", ".")))
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if (self.zoo is None) == (self.factory is None):
+            raise ValueError("give exactly one of zoo or factory")
+        return self
+
+
+class DataSpec(Section):
+    dataset: Literal["digits", "npz", "synthetic"] = Field("digits", description="Where the data comes from.")
+    path: Path | None = Field(None, description="File for dataset npz (keys x, y, optional x_val, y_val).")
+    batch_size: int = Field(64, ge=1, description="Training and evaluation batch size.")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for validation.")
+    shape: list[Annotated[int, Field(ge=1)]] | None = Field(None, description="Synthetic: one sample's shape.")
+    classes: int | None = Field(None, ge=2, description="Synthetic: number of classes.")
+    samples: int = Field(1024, ge=2, description="Synthetic: number of samples.")
+
+    _check_path = field_validator("path")(_existing_file)
+
+    @model_validator(mode="after")
+    def _path_for_npz(self) -> DataSpec:
+        if self.dataset == "npz" and self.path is None:
+            raise ValueError("dataset npz needs a path")
+        return self
+
+
+class OptimizerSpec(Section):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(0.001, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only.")
+
+
+class FinetuneSpec(Section):
+    epochs: int = Field(5, ge=0, description="Fine-tuning epochs after the passes are prepared.")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field("cosine", description="Learning-rate decay.")
+
+
+class ExportSpec(Section):
+    opset: int = Field(17, ge=11, le=21, description="ONNX opset version.")
+    dynamic_batch: bool = Field(True, description="Export the batch axis as dynamic.")
+    atol: float = Field(1e-4, gt=0, description="Max abs difference between ONNX and PyTorch outputs.")
+
+
+class BenchmarkSpec(Section):
+    providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(["cpu"], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field([1, 32], min_length=1)
+    warmup: int = Field(10, ge=0, description="Untimed runs per model and batch size.")
+    iterations: int = Field(50, ge=1, description="Timed runs per model and batch size.")
+    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads; default: its own.")
+
+
+class GatesSpec(Section):
+    max_accuracy_drop: float | None = Field(None, ge=0, description="Percentage points lost vs dense.")
+    min_sparsity: float | None = Field(None, ge=0, le=1, description="Weight sparsity of model.onnx.")
+    min_speedup: float | None = Field(None, gt=0, description="Dense/compressed p50 latency, every batch.")
+    max_size_bytes: int | None = Field(None, gt=0, description="Raw size of model.onnx.")
+
+
+def _pass_union() -> Any:
+    specs = tuple(cls.spec_type for cls in REGISTRY.values())
+    return specs[0] if len(specs) == 1 else Annotated[Union[specs], Field(discriminator="kind")]  # noqa: UP007
+
+
+PassEntry = _pass_union()
+
+
+class Recipe(Section):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name; the run folder.")
+    seed: int = Field(0, description="Seeds data splits, initialisation and training.")
+    output: Path | None = Field(None, description="Run folder; default runs/<name>.")
+    model: ModelSpec
+    data: DataSpec = Field(default_factory=DataSpec)
+    passes: list[PassEntry] = Field(default_factory=list, description="Sparsification passes, in order.")
+    finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
+    gates: GatesSpec = Field(default_factory=GatesSpec)
+
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @model_validator(mode="after")
+    def _schedules_fit(self) -> Recipe:
+        for i, spec in enumerate(self.passes):
+            schedule = getattr(spec, "schedule", None)
+            end = schedule.end_epoch if schedule is not None else None
+            if end is not None and end > self.finetune.epochs:
+                raise ValueError(
+                    f"passes[{i}].schedule.end_epoch ({end}) is after the last fine-tuning epoch "
+                    f"({self.finetune.epochs}): the target would be reached without recovery"
+                )
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output if self.output is not None else Path("runs") / self.name
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    def resolved_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'a.b.0.c=value' -> (['a', 'b', '0', 'c'], value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise BadInput(f"--set {item!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise BadInput(f"--set {item!r}: value is not valid YAML: {exc}") from None
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node: Any = data
+    for depth, key in enumerate(keys):
+        where = ".".join(keys[: depth + 1])
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise BadInput(f"--set {'.'.join(keys)}: {where} is not an index of a list of {len(node)}")
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            raise BadInput(f"--set {'.'.join(keys)}: {'.'.join(keys[:depth])} is a value, not a section")
+
+
+def _format_loc(loc: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """Pydantic's location -> 'passes[0].target' and the key path into the YAML (union tags dropped)."""
+    text, keys = "", []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            text += f"[{part}]"
+            keys.append(part)
+        elif i > 0 and isinstance(loc[i - 1], int) and part in REGISTRY:
+            continue  # the discriminated union inserts the pass kind; it is not in the file
+        else:
+            text += f".{part}" if text else str(part)
+            keys.append(part)
+    return text, tuple(keys)
+
+
+def _child(node: yaml.Node, key: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if k.value == key), None)
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return node.value[key]
+    return None
+
+
+def _line_of(root: yaml.Node | None, keys: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node along `keys` that exists in the file."""
+    node, line = root, None
+    for key in keys:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        node = _child(node, key)
+    return node.start_mark.line + 1 if node is not None else line
+
+
+def _problem(error: dict[str, Any], root: yaml.Node | None) -> str:
+    path, keys = _format_loc(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required"
+    elif kind == "union_tag_invalid":
+        message = f"unknown pass kind {error['input'].get('kind')!r}; known: {', '.join(sorted(REGISTRY))}"
+    else:
+        message = re.sub(r"^Value error, ", "", error["msg"])
+        if kind != "value_error" and not isinstance(error.get("input"), dict | list):
+            message += f", got {error['input']!r}"
+    line = _line_of(root, keys)
+    where = f" (line {line})" if line else ""
+    return f"{path or '<recipe>'}: {message}{where}"
+
+
+def parse(text: str, source: str, base_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Validate recipe text; every problem is reported at once, each with its path and line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise BadInput(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{source}: a recipe is a YAML mapping (name:, model:, ...), got {type(data).__name__}")
+    for item in overrides:
+        apply_override(data, *parse_override(item))
+    try:
+        recipe = Recipe.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems = [_problem(e, root) for e in exc.errors()]
+        raise BadInput(f"{source}: {len(problems)} problem(s)", problems=problems) from None
+    recipe._base_dir = base_dir
+    return recipe
+
+
+def load(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read and validate a recipe file; relative paths inside it are relative to its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"recipe not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read recipe {path}: {exc}") from None
+    return parse(text, str(path), path.parent, overrides)

@@ -1,0 +1,47 @@
+"""Sparsity-over-time curves shared by passes: pure functions of training progress.
+
+`cubic` is gradual magnitude pruning (Zhu & Gupta, 2017, "To prune, or not to prune"): prune fast
+while the network has redundancy, slowly as the target nears, so fine-tuning can keep up.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Curve = Literal["constant", "linear", "cubic"]
+
+
+class ScheduleSpec(BaseModel):
+    """When a pass reaches its target, in (fractional) epochs of fine-tuning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start_epoch: float = Field(0.0, ge=0, description="Epoch at which pruning starts.")
+    end_epoch: float | None = Field(
+        None, ge=0, description="Epoch at which the target is reached; default: the last fine-tuning epoch."
+    )
+    curve: Curve = Field(
+        "constant", description="constant (one shot at start), linear, or cubic (gradual magnitude pruning)."
+    )
+    every_steps: int = Field(10, ge=1, description="Masks are recomputed at most every this many steps.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScheduleSpec:
+        if self.end_epoch is not None and self.end_epoch < self.start_epoch:
+            raise ValueError(f"end_epoch ({self.end_epoch}) must be >= start_epoch ({self.start_epoch})")
+        return self
+
+
+def target_at(epoch: float, target: float, spec: ScheduleSpec, total_epochs: float, initial: float = 0.0) -> float:
+    """Sparsity the schedule asks for at `epoch` (fractional), rising from `initial` to `target`."""
+    end = spec.end_epoch if spec.end_epoch is not None else total_epochs
+    if spec.curve == "constant" or end <= spec.start_epoch:
+        return target if epoch >= spec.start_epoch else initial
+    if epoch < spec.start_epoch:
+        return initial
+    progress = min(1.0, (epoch - spec.start_epoch) / (end - spec.start_epoch))
+    if spec.curve == "linear":
+        return initial + (target - initial) * progress
+    return target + (initial - target) * (1.0 - progress) ** 3

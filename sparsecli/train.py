@@ -1,0 +1,99 @@
+"""Training and fine-tuning that calls the passes' hooks in the order the pass interface fixes.
+
+Per step: forward, loss + penalties, backward, optimizer step, `on_step` of each pass in recipe
+order, zero grads. Learning-rate schedules are pure functions of the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from sparsecli.errors import RunFailed
+from sparsecli.passes.base import Pass, sum_penalties
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    lr_schedule: str = "cosine"
+
+
+def lr_factor(step: int, total_steps: int, schedule: str) -> float:
+    """Multiplier on the base learning rate at `step`."""
+    if schedule == "constant" or total_steps <= 0:
+        return 1.0
+    progress = min(1.0, step / total_steps)
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader) -> float:
+    """Top-1 accuracy as a fraction."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    model.train(was_training)
+    return correct / max(1, total)
+
+
+def fit(
+    model: nn.Module,
+    loader: DataLoader,
+    config: TrainConfig,
+    passes: Sequence[Pass] = (),
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
+    on_step: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+    start_epoch: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> torch.optim.Optimizer:
+    """Train `model` in place for `config.epochs`; returns the optimizer (its state goes into checkpoints)."""
+    optimizer = optimizer or make_optimizer(model, config)
+    total_steps = config.epochs * len(loader)
+    step = start_epoch * len(loader)
+    model.train()
+    for epoch in range(start_epoch, config.epochs):
+        for x, y in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(step, total_steps, config.lr_schedule)
+            loss = loss_fn(model(x), y)
+            penalty = sum_penalties(p.penalty(model) for p in passes)
+            if penalty is not None:
+                loss = loss + penalty
+            if not torch.isfinite(loss):
+                raise RunFailed(f"loss became {loss.item()} at epoch {epoch}, step {step}; try a lower learning rate")
+            loss.backward()
+            optimizer.step()
+            step += 1
+            for p in passes:  # after the step, so masks re-zero what the optimizer moved
+                p.on_step(model, step)
+            optimizer.zero_grad(set_to_none=True)
+            if on_step is not None:
+                on_step(step, loss.item())
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    model.eval()
+    return optimizer
