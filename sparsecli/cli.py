@@ -25,7 +25,7 @@ app = typer.Typer(
 recipes_app = typer.Typer(help="Built-in recipes, printable as a starting point.", invoke_without_command=True)
 app.add_typer(recipes_app, name="recipes")
 
-_state: dict[str, bool] = {"debug": False, "json": False}
+_state: dict[str, bool] = {"debug": False, "json": False, "emitted": False}
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 SetOpt = Annotated[
@@ -44,7 +44,10 @@ def _ui(json_mode: bool, quiet: bool):
 
 
 def _emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    """The one JSON document of this invocation (an error after a report does not add a second)."""
+    if not _state["emitted"]:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        _state["emitted"] = True
 
 
 @app.callback()

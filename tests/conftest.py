@@ -1,0 +1,51 @@
+"""Shared test helpers: run the CLI in-process, tiny data and models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+# Small settings that keep any recipe's end-to-end run to a few seconds.
+FAST = [
+    "model.pretrain.epochs=2",
+    "finetune.epochs=1",
+    "benchmark.warmup=1",
+    "benchmark.iterations=3",
+    "gates={}",
+]
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run `sparsecli ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    from sparsecli.cli import _state, main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["sparsecli", *map(str, args)])
+        _state.update(debug=False, json=False, emitted=False)
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def overrides(*items: str) -> list[str]:
+    """`--set` arguments for the CLI."""
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture
+def digits_batch() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(8, 1, 8, 8)
