@@ -180,3 +180,8 @@ def write(run_dir: Path, result: dict[str, Any]) -> None:
 
 def load(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of report.json, shipped with the package."""
+    return json.loads((Path(__file__).parent / "schemas" / "report.schema.json").read_text())

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import onnx
 import torch
 from onnx import numpy_helper
@@ -130,3 +131,17 @@ def test_help_is_fast_and_lists_commands():
         capture_output=True, text=True, check=True,
     )
     assert imported.stdout.strip() == "False"
+
+
+def test_report_matches_its_json_schema(cli, tmp_path):
+    import jsonschema
+
+    from sparsecli.report import schema
+
+    code, out, err = _quickstart(cli, tmp_path)
+    assert code == 0, err
+    jsonschema.validate(json.loads(out), schema())
+    broken = json.loads(out)
+    del broken["sparsity"]["overall"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema())
