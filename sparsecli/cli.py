@@ -6,6 +6,7 @@ torch and onnxruntime are imported inside commands so `sparsecli --help` stays f
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -55,13 +56,18 @@ def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on
     _state["debug"] = debug
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def prune(
     recipe: RecipeArg,
     overrides: SetOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace a finished run in the same folder.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished or interrupted run in the same folder.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.pt.")] = False,
 ) -> None:
     """Run a recipe: load, prune, fine-tune, export ONNX, benchmark with onnxruntime, report.
 
@@ -77,7 +83,8 @@ def prune(
     from sparsecli import recipe as recipes
 
     ui = _ui(json_mode, quiet)
-    result = pipeline.run(recipes.load(recipe, overrides or []), ui, overwrite=overwrite)
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout or `kill` stops as cleanly as Ctrl-C
+    result = pipeline.run(recipes.load(recipe, overrides or []), ui, overwrite=overwrite, resuming=resume)
     if json_mode:
         _emit_json(result)
     else:

@@ -18,7 +18,7 @@ import onnxruntime
 import torch
 from torch import nn
 
-from sparsecli import bench, measure, report
+from sparsecli import bench, measure, report, resume
 from sparsecli.atomic import atomic_path, write_text
 from sparsecli.console import UI, advance
 from sparsecli.data import sources
@@ -27,7 +27,7 @@ from sparsecli.export import check_parity, export_onnx, run_batches
 from sparsecli.models.source import build_model, load_checkpoint
 from sparsecli.passes import PassContext, build
 from sparsecli.recipe import Recipe
-from sparsecli.train import TrainConfig, evaluate, fit
+from sparsecli.train import TrainConfig, evaluate, fit, make_optimizer
 
 
 def load_data(recipe: Recipe) -> sources.DataBundle:
@@ -98,24 +98,24 @@ def dense_model(recipe: Recipe, data: sources.DataBundle, ui: UI) -> nn.Module:
     return model
 
 
-def train_model(model, recipe: Recipe, data, config: TrainConfig, passes, ui: UI, label: str) -> None:
+def train_model(model, recipe: Recipe, data, config: TrainConfig, passes, ui: UI, label: str, **fit_args) -> None:
     loader = data.loader("train", recipe.data.batch_size, recipe.seed)
-    torch.manual_seed(recipe.seed)
-    with ui.task(label, config.epochs * len(loader)) as bar:
-        fit(model, loader, config, passes, on_step=lambda step, loss: advance(bar, f"loss {loss:.3f}"))
+    start = fit_args.get("start_epoch", 0)
+    with ui.task(label, (config.epochs - start) * len(loader)) as bar:
+        fit(
+            model,
+            loader,
+            config,
+            passes,
+            on_step=lambda step, loss: advance(bar, f"loss {loss:.3f}"),
+            seed=recipe.seed,
+            **fit_args,
+        )
 
 
-def compress(recipe: Recipe, dense: nn.Module, data: sources.DataBundle, ui: UI) -> tuple[nn.Module, list]:
-    """Apply the passes with fine-tuning in between; returns the finished model and the passes."""
-    model = copy.deepcopy(dense)
+def finetune_config(recipe: Recipe) -> TrainConfig:
     ft = recipe.finetune
-    loader = data.loader("train", recipe.data.batch_size, recipe.seed)
-    calibration = list(itertools.islice(loader, 4))
-    ctx = PassContext(example_input(recipe, data), len(loader), float(ft.epochs), calibration)
-    passes = [build(spec) for spec in recipe.passes]
-    for p in passes:
-        p.prepare(model, ctx)
-    config = TrainConfig(
+    return TrainConfig(
         epochs=ft.epochs,
         optimizer=ft.optimizer.name,
         lr=ft.optimizer.lr,
@@ -123,8 +123,38 @@ def compress(recipe: Recipe, dense: nn.Module, data: sources.DataBundle, ui: UI)
         momentum=ft.optimizer.momentum,
         lr_schedule=ft.lr_schedule,
     )
-    ui.stage(f"passes: {', '.join(p.kind for p in passes) or 'none'}; fine-tuning {ft.epochs} epochs")
-    train_model(model, recipe, data, config, passes, ui, "finetune")
+
+
+def compress(
+    recipe: Recipe,
+    dense: nn.Module,
+    data: sources.DataBundle,
+    ui: UI,
+    run_dir: Path,
+    resume_state: dict[str, Any] | None = None,
+) -> tuple[nn.Module, list]:
+    """Apply the passes with fine-tuning in between; a checkpoint after every epoch makes it resumable."""
+    model = copy.deepcopy(dense)
+    loader = data.loader("train", recipe.data.batch_size, recipe.seed)
+    calibration = list(itertools.islice(loader, 4))
+    ctx = PassContext(example_input(recipe, data), len(loader), float(recipe.finetune.epochs), calibration)
+    passes = [build(spec) for spec in recipe.passes]
+    for p in passes:
+        p.prepare(model, ctx)
+    config = finetune_config(recipe)
+    optimizer = make_optimizer(model, config)
+    key = resume.fingerprint(recipe.model_dump(mode="json"))
+
+    def save(epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        resume.save(run_dir / "checkpoint.pt", key, model, optimizer, passes, epoch)
+
+    start = resume.restore(resume_state, model, optimizer, passes) if resume_state else 0
+    if start == 0:
+        save(0, optimizer)
+    ui.stage(f"passes: {', '.join(p.kind for p in passes) or 'none'}; fine-tuning epochs {start + 1}..{config.epochs}")
+    train_model(
+        model, recipe, data, config, passes, ui, "finetune", on_epoch=save, start_epoch=start, optimizer=optimizer
+    )
     for p in passes:
         model = p.finish(model)
     return model.eval(), passes
@@ -198,19 +228,28 @@ def check(recipe: Recipe) -> None:
             raise BadInput(f"passes[{i}].{exc}") from None
 
 
-def prepare_folder(recipe: Recipe, overwrite: bool) -> Path:
+def prepare_folder(recipe: Recipe, overwrite: bool, resuming: bool) -> Path:
+    """Never lose a user's finished or interrupted run by accident."""
     run_dir = recipe.run_dir
     if (run_dir / "report.json").exists() and not overwrite:
         raise BadInput(f"{run_dir} already holds a finished run; pass --overwrite or set output: elsewhere")
+    if (run_dir / "checkpoint.pt").exists() and not (overwrite or resuming):
+        raise BadInput(f"{run_dir} holds an interrupted run; pass --resume to continue it or --overwrite to restart")
+    if overwrite:
+        (run_dir / "report.json").unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "recipe.yaml", recipe.resolved_yaml())
     return run_dir
 
 
-def run(recipe: Recipe, ui: UI, *, overwrite: bool = False) -> dict[str, Any]:
+def run(recipe: Recipe, ui: UI, *, overwrite: bool = False, resuming: bool = False) -> dict[str, Any]:
     """The whole prune job; returns the report (also written to the run folder)."""
     check(recipe)
-    run_dir = prepare_folder(recipe, overwrite)
+    run_dir = prepare_folder(recipe, overwrite, resuming)
+    resume_state = None
+    if resuming:
+        resume_state = resume.load(run_dir / "checkpoint.pt", resume.fingerprint(recipe.model_dump(mode="json")))
+        ui.stage(f"resuming {run_dir} after fine-tuning epoch {resume_state['epoch']}")
     stage = "setup"
     wall: dict[str, float] = {}
     try:
@@ -226,13 +265,13 @@ def run(recipe: Recipe, ui: UI, *, overwrite: bool = False) -> dict[str, Any]:
         wall["dense"] = time.perf_counter() - t0
         stage = "passes and fine-tuning"
         t0 = time.perf_counter()
-        model, passes = compress(recipe, dense, data, ui)
+        model, passes = compress(recipe, dense, data, ui, run_dir, resume_state)
         wall["compress"] = time.perf_counter() - t0
         ui.note(f"compressed validation accuracy {evaluate(model, data.loader('val', 512)):.4f}")
         stage = "export model.onnx"
         parity["compressed"] = export_checked(recipe, model, data, run_dir / "model.onnx")
         with atomic_path(run_dir / "checkpoint.pt") as tmp:
-            torch.save({"model_state": model.state_dict(), "recipe": recipe.model_dump(mode="json")}, tmp)
+            torch.save({"format": resume.FORMAT, "stage": "finished", "model_state": model.state_dict()}, tmp)
         stage = "measure and benchmark"
         ui.stage("measuring and benchmarking with onnxruntime")
         t0 = time.perf_counter()
@@ -242,6 +281,11 @@ def run(recipe: Recipe, ui: UI, *, overwrite: bool = False) -> dict[str, Any]:
         result["wall_s"] = wall
         report.write(run_dir, result)
         return result
+    except KeyboardInterrupt:
+        raise RunFailed(
+            f"interrupted during {stage}; {run_dir / 'checkpoint.pt'} holds the last finished epoch: "
+            "continue with `sparsecli prune RECIPE --resume`"
+        ) from None
     except SparsecliError as exc:
         exc.args = (f"{exc} (during {stage}; partial results in {run_dir})",)
         raise

@@ -59,6 +59,13 @@ def evaluate(model: nn.Module, loader: DataLoader) -> float:
     return correct / max(1, total)
 
 
+def _seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Shuffling and random init depend on (seed, epoch) only, so a resumed run repeats the same epochs."""
+    torch.manual_seed(seed + epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed + epoch)
+
+
 def fit(
     model: nn.Module,
     loader: DataLoader,
@@ -66,16 +73,18 @@ def fit(
     passes: Sequence[Pass] = (),
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
     on_step: Callable[[int, float], None] | None = None,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, torch.optim.Optimizer], None] | None = None,
     start_epoch: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
+    seed: int = 0,
 ) -> torch.optim.Optimizer:
-    """Train `model` in place for `config.epochs`; returns the optimizer (its state goes into checkpoints)."""
+    """Train `model` in place from `start_epoch` to `config.epochs`; returns the optimizer."""
     optimizer = optimizer or make_optimizer(model, config)
     total_steps = config.epochs * len(loader)
     step = start_epoch * len(loader)
     model.train()
     for epoch in range(start_epoch, config.epochs):
+        _seed_epoch(loader, seed, epoch)
         for x, y in loader:
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(step, total_steps, config.lr_schedule)
@@ -94,6 +103,6 @@ def fit(
             if on_step is not None:
                 on_step(step, loss.item())
         if on_epoch is not None:
-            on_epoch(epoch + 1)
+            on_epoch(epoch + 1, optimizer)
     model.eval()
     return optimizer

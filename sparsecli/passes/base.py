@@ -78,6 +78,13 @@ class Pass:
         """JSON-safe summary for the report: the spec plus what the pass did."""
         return {"kind": self.kind, **self.spec.model_dump(mode="json", exclude={"kind"}), **self._describe()}
 
+    def state_dict(self) -> dict[str, Any]:
+        """Runtime state beyond the model's own tensors (masks are buffers there), for --resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` after `prepare`, when a run resumes from a checkpoint."""
+
     def _prepare(self, model: nn.Module, ctx: PassContext) -> None:
         pass
 
