@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import onnx
+import pytest
 import torch
 from onnx import numpy_helper
 
@@ -128,7 +128,9 @@ def test_help_is_fast_and_lists_commands():
     assert "prune" in result.stdout and "validate" in result.stdout
     imported = subprocess.run(
         [sys.executable, "-c", "import sys, sparsecli.cli; print('torch' in sys.modules)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert imported.stdout.strip() == "False"
 

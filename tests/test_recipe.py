@@ -52,14 +52,20 @@ def test_defaults_fill_a_short_recipe():
     [
         ("name: x\nmodel: {zoo: mlp}\ncolour: red\n", "colour: unknown key (line 3)"),
         ("name: x\nmodel: {zoo: mlp}\nseed: abc\n", "seed: Input should be a valid integer"),
-        ("name: x\nmodel: {zoo: mlp}\npasses:\n  - {kind: magnitude, target: 1.5}\n", "passes[0].target: Input should be less than 1, got 1.5 (line 4)"),
+        (
+            "name: x\nmodel: {zoo: mlp}\npasses:\n  - {kind: magnitude, target: 1.5}\n",
+            "passes[0].target: Input should be less than 1, got 1.5 (line 4)",
+        ),
         ("name: x\nmodel: {zoo: nope}\n", "model.zoo: unknown zoo model 'nope'"),
         ("name: x\nmodel: {zoo: mlp, checkpoint: missing.pt}\n", "model.checkpoint: file not found"),
         ("name: x\nmodel: {factory: 'no_such_module:build'}\n", "model.factory: cannot import module 'no_such_module'"),
         ("name: x\nmodel: {factory: 'nocolon'}\n", "must look like 'package.module:function'"),
         ("name: x\nmodel: {zoo: mlp}\ndata: {dataset: npz}\n", "dataset npz needs a path"),
-        ("name: x\nmodel: {zoo: mlp}\npasses:\n  - {kind: magnitude, target: 0.5, schedule: {end_epoch: 9}}\n"
-         "finetune: {epochs: 2}\n", "after the last fine-tuning epoch"),
+        (
+            "name: x\nmodel: {zoo: mlp}\npasses:\n  - {kind: magnitude, target: 0.5, schedule: {end_epoch: 9}}\n"
+            "finetune: {epochs: 2}\n",
+            "after the last fine-tuning epoch",
+        ),
         ("model: {zoo: mlp}\n", "name: required"),
         ("name: x\nmodel: {zoo: mlp}\npasses:\n  - {kind: nonsense}\n", "passes[0]"),
     ],
