@@ -1,54 +1,247 @@
-"""onnxruntime timing of several models side by side.
+"""onnxruntime timing of several models side by side: the harness behind `sparsecli benchmark` and `prune`.
 
-Models are timed in interleaved rounds (A B, B A, A B ...) after a warm-up, so drift on a shared
-machine hits every model alike; ratios are only ever taken between figures from the same run.
+Method (docs/benchmark.md has the full account):
+- every session is created once (creation time and memory measured), then warmed up at each batch;
+- timed in rounds: one block of back-to-back runs per model, order alternating (A B C, C B A, ...),
+  so drift on a shared machine hits every model alike;
+- runs during which our threads waited for a CPU are left out, and rounds during which other processes
+  took CPU are dropped and repeated (bench_timing);
+- a ratio is the median over rounds of the per-round ratio of block medians, with a bootstrap interval
+  over rounds; a second session of the baseline (the control) shows the noise floor.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from sparsecli.export import session
+from sparsecli import bench_inputs, bench_stats, bench_system, bench_timing
+from sparsecli.bench_inputs import InputSpec
+from sparsecli.bench_session import (
+    DEFAULT_MIN_TIME,
+    EXECUTION_MODE,
+    GRAPH_OPT,
+    PROVIDERS,
+    Settings,
+    check_provider,
+    open_session,
+    runner,
+)
+from sparsecli.errors import BadInput
 
-ONNX_TO_NUMPY = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(bool)": np.bool_,
-}
+__all__ = ["EXECUTION_MODE", "GRAPH_OPT", "PROVIDERS", "InputSpec", "Settings", "check_provider", "run", "time_models"]
 
-
-def make_inputs(sess, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs matching the session's declared inputs, with the batch axis set to `batch`."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for arg in sess.get_inputs():
-        shape = [batch if i == 0 else (d if isinstance(d, int) else 1) for i, d in enumerate(arg.shape)]
-        dtype = ONNX_TO_NUMPY.get(arg.type, np.float32)
-        if np.issubdtype(dtype, np.integer):
-            feeds[arg.name] = rng.integers(0, 2, size=shape, dtype=dtype)
-        else:
-            feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
-    return feeds
+SCHEMA_VERSION = 1
+Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
-def percentiles(samples_ms: Sequence[float], batch: int) -> dict[str, float]:
-    a = np.asarray(samples_ms)
-    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+@dataclass
+class Model:
+    path: Path
+    role: str  # baseline, model, control
+    name: str = ""
+    sess: Any = None
+    create_ms: float = 0.0
+    threads: set[int] = field(default_factory=set)  # kernel thread ids onnxruntime started for this session
+    memory: dict[str, Any] = field(default_factory=dict)
+
+
+def _names(models: list[Model]) -> None:
+    """Display names: the file name; the path where two files share a name; '#i' where a path repeats."""
+    timed = [m for m in models if m.role != "control"]
+    for i, m in enumerate(timed):
+        m.name = m.path.name if sum(o.path.name == m.path.name for o in timed) == 1 else str(m.path)
+        if sum(o.path == m.path for o in timed) > 1:
+            m.name += f" #{i}"
+    for m in models:
+        if m.role == "control":
+            m.name = f"{timed[0].name} (control)"
+
+
+def _plan(estimates: list[float], s: Settings) -> tuple[bench_timing.Plan, list[int]]:
+    """The stopping plan and the runs per block for each model (~block_s of wall time, or iterations/rounds)."""
+    if s.iterations is not None:
+        rounds = max(1, min(s.iterations, s.rounds or s.min_rounds))
+        return bench_timing.Plan(rounds, None), [-(-s.iterations // rounds)] * len(estimates)
+    per_block = [max(1, round(s.block_s / max(t, 1e-7))) for t in estimates]
+    min_time = DEFAULT_MIN_TIME if s.min_time is None else s.min_time
+    return bench_timing.Plan(s.min_rounds, min_time * len(estimates)), per_block
+
+
+def _warm_up(models: list[Model], runners: list[Callable[[], Any]], s: Settings) -> list[float]:
+    """Untimed runs (memory measured); each model's mean seconds per run over the second half."""
+    estimates = []
+    for model, run in zip(models, runners, strict=True):
+        with bench_system.memory_window(model.memory):
+            took = []
+            for _ in range(max(1, s.warmup)):
+                start = time.perf_counter()
+                run()
+                took.append(time.perf_counter() - start)
+        estimates.append(float(np.mean(took[len(took) // 2 :])))  # sizes the first block; rounds re-aim it
+    return estimates
+
+
+def _model_result(i: int, blocks: list, kept: list[int], contended: bool, feeds: dict, items: int) -> dict:
+    latencies, medians = bench_timing.samples(blocks, kept, contended)
     return {
-        "p50": float(p50),
-        "p90": float(p90),
-        "p99": float(p99),
-        "mean": float(a.mean()),
-        "std": float(a.std()),
-        "throughput": float(batch * 1000.0 / a.mean()),
-        "n": int(a.size),
+        "index": i,
+        "input_shapes": {k: list(v.shape) for k, v in feeds.items()},
+        "runs_per_block": int(np.median([b.wall_ms.size for b in blocks])),
+        "runs": {
+            "timed": sum(b.wall_ms.size for b in blocks),
+            "waited": sum(int((~b.clean).sum()) for b in blocks),
+            "used": int(latencies.size),
+        },
+        "latency_ms": bench_stats.summarize(latencies, items),
+        "round_medians_ms": medians,
+    }
+
+
+def _contention(clocks: list, allowed: float, loads: list[float | None], clean: list[bool]) -> dict:
+    measured = [x for x in loads if x is not None]
+    return {
+        "wait_clock": all(c.available for c in clocks),
+        "allowed_foreign_load": allowed,
+        "foreign_load_median": float(np.median(measured)) if measured else None,
+        "foreign_load_max": float(max(measured)) if measured else None,
+        "foreign_load_per_round": loads,
+        "clean_per_round": clean,
+    }
+
+
+def time_batch(models: list[Model], batch: int | None, spec: InputSpec, s: Settings, progress: Progress | None) -> dict:
+    """Warm up and time every model at one batch; statistics from the kept rounds."""
+    feeds = [bench_inputs.make_feeds(m.sess.get_inputs(), batch, spec) for m in models]
+    items = bench_inputs.items(feeds[0])
+    runners = [runner(m.sess, f, s) for m, f in zip(models, feeds, strict=True)]
+    plan, per_block = _plan(_warm_up(models, runners, s), s)
+    clocks = [bench_system.WaitClock(m.threads | {threading.get_native_id()}) for m in models]
+    usable = bench_system.usable_cpus()
+    allowed = max(0, usable - (s.threads or usable)) + s.max_foreign_load
+    block_s = None if s.iterations is not None else s.block_s
+    report = progress and (lambda done, total: progress(f"{s.provider} batch {items}", done, total))
+    try:
+        blocks, loads, clean = bench_timing.time_rounds(runners, clocks, per_block, plan, allowed, block_s, report)
+    finally:
+        for clock in clocks:
+            clock.close()
+    kept, contended = bench_stats.keep_rounds(clean, plan.rounds)
+    rounds = {"wanted": plan.rounds, "timed": plan.timed_rounds, "kept": len(kept)}
+    rounds.update(dropped=plan.timed_rounds - len(kept), contended=contended, timed_s=plan.timed_s)
+    return {
+        "provider": s.provider,
+        "batch": items,
+        "rounds": rounds,
+        "contention": _contention(clocks, allowed, loads, clean),
+        "models": [_model_result(i, b, kept, contended, feeds[i], items) for i, b in enumerate(blocks)],
+    }
+
+
+def _ratios(result: dict, models: list[Model], s: Settings) -> tuple[list[dict], dict | None]:
+    medians = [m["round_medians_ms"] for m in result["models"]]
+    where = {"provider": s.provider, "batch": result["batch"]}
+    control = None
+    if models[-1].role == "control":
+        c = bench_stats.paired_ratio(medians[0], medians[-1], seed=s.seed)
+        floor = max(abs(1 - c["low"]), abs(c["high"] - 1))
+        control = {**where, "ratio": c["estimate"], "interval": _interval(c), "noise_floor": floor}
+    ratios = []
+    for i, model in enumerate(models):
+        if model.role == "model":
+            r = bench_stats.paired_ratio(medians[0], medians[i], seed=s.seed)
+            noisy = bench_stats.is_noisy(r, control and {"estimate": control["ratio"]})
+            ratios.append(
+                {
+                    **where,
+                    "baseline": models[0].name,
+                    "model": model.name,
+                    "index": i,
+                    "speedup": r["estimate"],
+                    "interval": _interval(r),
+                    "noisy": noisy or result["rounds"]["contended"],
+                    "contended": result["rounds"]["contended"],
+                }
+            )
+    return ratios, control
+
+
+def _interval(r: dict) -> dict:
+    return {k: r[k] for k in ("low", "high", "confidence")}
+
+
+def _open(paths: Sequence[Path], s: Settings) -> list[Model]:
+    """Sessions for the models (and the control), with creation time, memory and the threads each started."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise BadInput(f"no such model file: {', '.join(missing)}")
+    roles = ["baseline"] + ["model"] * (len(paths) - 1) + (["control"] if s.control else [])
+    models = [Model(Path(p), role) for p, role in zip([*paths, paths[0]], roles, strict=False)]
+    _names(models)
+    bench_system.prime_runtime()
+    for model in models:
+        before = bench_system.thread_ids()
+        with bench_system.memory_window(model.memory):
+            start = time.perf_counter()
+            model.sess = open_session(model.path, s)
+            model.create_ms = (time.perf_counter() - start) * 1000
+        model.threads = bench_system.thread_ids() - before
+    return models
+
+
+def _describe(m: Model) -> dict:
+    return {
+        "role": m.role,
+        "name": m.name,
+        "path": str(m.path),
+        "size_bytes": m.path.stat().st_size,
+        "session_create_ms": m.create_ms,
+        "memory": m.memory,
+        "providers": m.sess.get_providers(),
+        "inputs": [{"name": a.name, "type": a.type, "shape": list(a.shape)} for a in m.sess.get_inputs()],
+    }
+
+
+def run(
+    paths: Sequence[Path],
+    batches: Sequence[int | None],
+    spec: InputSpec | None = None,
+    s: Settings | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Benchmark `paths` (the first is the baseline) at each batch; the document of schemas/benchmark.schema.json."""
+    spec = spec or InputSpec()
+    s = s or Settings()
+    check_provider(s.provider)
+    models = _open(paths, s)
+    bench_inputs.check_names([m.sess.get_inputs() for m in models], spec)
+    results, ratios, controls = [], [], []
+    for batch in batches:
+        result = time_batch(models, batch, spec, s, progress)
+        found, control = _ratios(result, models, s)
+        results.append(result)
+        ratios += found
+        controls += [control] if control else []
+    noisy = any(r["noisy"] for r in ratios) or any(c["noise_floor"] > bench_stats.NOISY_CONTROL for c in controls)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "sparsecli.benchmark",
+        "environment": bench_system.environment(s.provider),
+        "settings": {**asdict(s), "io_binding": s.provider != "cpu" and not s.include_copies},
+        "inputs": spec.describe(),
+        "models": [{"index": i, **_describe(m)} for i, m in enumerate(models)],
+        "results": results,
+        "ratios": ratios,
+        "controls": controls,
+        "noisy": noisy,
+        "contended": any(r["rounds"]["contended"] for r in results),
+        "warnings": bench_system.warnings(results, controls),
     }
 
 
@@ -61,20 +254,12 @@ def time_models(
     warmup: int = 10,
     iterations: int = 50,
     rounds: int = 10,
+    seq_len: int | None = None,
 ) -> list[dict[str, float]]:
-    """Latency statistics (ms) for each model at `batch`, measured in interleaved rounds."""
-    sessions = [session(p, provider, threads) for p in paths]
-    feeds = [make_inputs(s, batch) for s in sessions]
-    for sess, feed in zip(sessions, feeds, strict=True):
-        for _ in range(warmup):
-            sess.run(None, feed)
-    samples: list[list[float]] = [[] for _ in sessions]
-    per_round = max(1, iterations // rounds)
-    for r in range(max(1, iterations // per_round)):
-        order = range(len(sessions)) if r % 2 == 0 else reversed(range(len(sessions)))
-        for i in order:
-            for _ in range(per_round):
-                start = time.perf_counter_ns()
-                sessions[i].run(None, feeds[i])
-                samples[i].append((time.perf_counter_ns() - start) / 1e6)
-    return [percentiles(s, batch) for s in samples]
+    """Latency statistics (ms) per model at `batch`, from the same rounds and checks as `run` (no control).
+
+    `seq_len` sets dynamic axes other than the batch (token models: the sequence length).
+    """
+    s = Settings(provider=provider, threads=threads, warmup=warmup, iterations=iterations, rounds=rounds, control=False)
+    document = run(paths, [batch], InputSpec(seq_len=seq_len), s)
+    return [m["latency_ms"] for m in document["results"][0]["models"]]

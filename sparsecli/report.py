@@ -28,6 +28,30 @@ class Facts:
     parity: dict[str, float]
     passes: list[dict[str, Any]]
     environment: dict[str, Any] = field(default_factory=dict)
+    chain: list[dict[str, Any]] = field(default_factory=list)  # chain_entry per file: dense fp32 -> ... -> int8
+    quantization: dict[str, Any] | None = None  # quantize.apply's record
+    storage: dict[str, Any] | None = None  # storage.apply's record, per file
+    metric: str = "accuracy"  # what `accuracy` holds: the task's metric (accuracy, cosine, perplexity)
+    drop_points: float | None = None  # the task's quality loss; default: 100 * (dense - compressed)
+
+
+def pick_latency(timed: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    """latency[provider][batch][file] -> latency[provider][batch][key] for the files named in `keys`."""
+    return {
+        provider: {batch: {key: t[name] for key, name in keys.items()} for batch, t in per_batch.items()}
+        for provider, per_batch in timed.items()
+    }
+
+
+def chain_entry(stage: str, name: str, accuracy: dict, sizes: dict, timed: dict[str, Any]) -> dict[str, Any]:
+    """One step of the size chain: its file's accuracy, sizes (raw, gzip, zstd when measured) and latency."""
+    return {
+        "stage": stage,
+        "file": name,
+        "accuracy": accuracy[name],
+        **{"size_bytes" if kind == "raw" else f"size_{kind}_bytes": value for kind, value in sizes[name].items()},
+        "latency_ms": {provider: {b: t[name] for b, t in per_batch.items()} for provider, per_batch in timed.items()},
+    }
 
 
 def _pair(values: tuple[Any, Any]) -> dict[str, Any]:
@@ -47,8 +71,10 @@ def build(recipe: Any, facts: Facts) -> dict[str, Any]:
         "name": recipe.name,
         "accuracy": {
             **_pair(facts.accuracy),
-            "metric": "accuracy",
-            "drop_points": 100.0 * (facts.accuracy[0] - facts.accuracy[1]),
+            "metric": facts.metric,
+            "drop_points": 100.0 * (facts.accuracy[0] - facts.accuracy[1])
+            if facts.drop_points is None
+            else facts.drop_points,
         },
         "sparsity": {
             "overall": facts.sparsity["overall"],
@@ -73,6 +99,10 @@ def build(recipe: Any, facts: Facts) -> dict[str, Any]:
         "passes": facts.passes,
         "environment": {"python": platform.python_version(), **facts.environment},
     }
+    if "zstd" in dense_size and "zstd" in model_size:
+        result["size_zstd_bytes"] = _pair((dense_size["zstd"], model_size["zstd"]))
+    result["chain"] = facts.chain
+    result.update({k: v for k, v in (("quantization", facts.quantization), ("storage", facts.storage)) if v})
     result["gates"] = check_gates(recipe.gates, result)
     return result
 
@@ -113,13 +143,18 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     acc, params, macs = result["accuracy"], result["params"], result["macs"]
     size, gz = result["size_bytes"], result["size_gzip_bytes"]
     rows = [
-        ("accuracy", f"{acc['dense']:.4f}", f"{acc['compressed']:.4f}", f"{-acc['drop_points']:+.2f} pt"),
+        (acc["metric"], f"{acc['dense']:.4f}", f"{acc['compressed']:.4f}", f"{-acc['drop_points']:+.2f} pt"),
         ("weight sparsity", "", f"{result['sparsity']['overall']:.3f}", ""),
         ("params", f"{params['dense']:,}", f"{params['compressed']:,}", _ratio(params["dense"], params["compressed"])),
         ("MACs", f"{macs['dense']:,}", f"{macs['compressed']:,}", _ratio(macs["dense"], macs["compressed"])),
         ("size (bytes)", f"{size['dense']:,}", f"{size['compressed']:,}", _ratio(size["dense"], size["compressed"])),
         ("size gzip (bytes)", f"{gz['dense']:,}", f"{gz['compressed']:,}", _ratio(gz["dense"], gz["compressed"])),
     ]
+    if "size_zstd_bytes" in result:
+        zs = result["size_zstd_bytes"]
+        rows.append(
+            ("size zstd (bytes)", f"{zs['dense']:,}", f"{zs['compressed']:,}", _ratio(zs["dense"], zs["compressed"]))
+        )
     for provider, per_batch in result["latency_ms"].items():
         for batch, t in per_batch.items():
             rows.append(
@@ -127,7 +162,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     f"p50 ms {provider} batch {batch}",
                     f"{t['dense']['p50']:.3f}",
                     f"{t['compressed']['p50']:.3f}",
-                    f"{result['speedup'][provider][batch]:.2f}x faster",
+                    f"{result['speedup'][provider][batch]:.2f}x speed",
                 )
             )
     return rows
@@ -170,7 +205,35 @@ def markdown(result: dict[str, Any]) -> str:
         f"| {name} | {'x'.join(map(str, v['shape']))} | {v['params']:,} | {v['sparsity']:.3f} |"
         for name, v in result["layers"].items()
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + chain_markdown(result)) + "\n"
+
+
+def chain_markdown(result: dict[str, Any]) -> list[str]:
+    """The size chain table, then how INT8 was chosen (every setting tried, with its numbers)."""
+    chain = result.get("chain") or []
+    timings = [(p, b) for p, per_batch in (chain[0]["latency_ms"] if chain else {}).items() for b in per_batch]
+    metric = result["accuracy"]["metric"]
+    lines = ["", "## Size chain (each file measured with onnxruntime)", ""]
+    lines += [f"| stage | file | {metric} | bytes | gzip | zstd |" + "".join(f" p50 ms {p} b{b} |" for p, b in timings)]
+    lines += ["|---|---|---:|---:|---:|---:|" + "---:|" * len(timings)]
+    for c in chain:
+        sizes = [f"{c[k]:,}" if k in c else "-" for k in ("size_bytes", "size_gzip_bytes", "size_zstd_bytes")]
+        times = [f"{c['latency_ms'][p][b]['p50']:.3f}" for p, b in timings]
+        lines.append(f"| {c['stage']} | {c['file']} | {c['accuracy']:.4f} | {' | '.join(sizes + times)} |")
+    q = result.get("quantization")
+    if q:
+        lines += ["", f"## INT8: {q['setting']} ({q['format']}), quantize: {q['mode']}", "", q["reason"]]
+        if q["tried"]:
+            lines += ["", f"| setting | {metric} | bytes | speedup vs fp32 | parity |", "|---|---:|---:|---:|---|"]
+            lines += [
+                f"| {t['setting']} | {t['accuracy']:.4f} | {t['size_bytes']:,} | {t['speedup_vs_fp32']:.2f}x | "
+                f"{'pass' if t['passed'] else '; '.join(t['problems'])} |"
+                for t in q["tried"]
+            ]
+        lines += [f"- skipped {mode}: {why}" for mode, why in q["skipped"].items()]
+    for name, s in (result.get("storage") or {}).items():
+        lines.append(f"- sparse initializers in {name}: {'kept' if s['applied'] else 'not kept'}, {s['reason']}")
+    return lines
 
 
 def write(run_dir: Path, result: dict[str, Any]) -> None:

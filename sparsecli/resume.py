@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsecli import checkpoint
 from sparsecli.atomic import atomic_path
 from sparsecli.errors import BadInput
 from sparsecli.passes import Pass
@@ -42,7 +43,7 @@ def save(
         "stage": "finetune",
         "fingerprint": fingerprint_,
         "epoch": epoch,
-        "model_state": model.state_dict(),
+        **checkpoint.entries(model),  # with the architecture: structured passes shrink layers while training
         "optimizer_state": optimizer.state_dict(),
         "passes_state": [p.state_dict() for p in passes],
     }

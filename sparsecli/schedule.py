@@ -6,6 +6,7 @@ while the network has redundancy, slowly as the target nears, so fine-tuning can
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -45,3 +46,21 @@ def target_at(epoch: float, target: float, spec: ScheduleSpec, total_epochs: flo
     if spec.curve == "linear":
         return initial + (target - initial) * progress
     return target + (initial - target) * (1.0 - progress) ** 3
+
+
+def stepped(epoch: float, target: float, steps: int, total_epochs: float) -> float:
+    """`target` in `steps` equal increments at epochs 0, E/steps, 2E/steps, ..., each followed by fine-tuning."""
+    if steps <= 1 or total_epochs <= 0:
+        return target
+    done = min(steps, math.floor(epoch * steps / total_epochs + 1e-9) + 1)
+    return target * done / steps
+
+
+def cosine_decay(epoch: float, initial: float, end_epoch: float) -> float:
+    """`initial` at epoch 0, falling along half a cosine to 0 at `end_epoch` and staying there.
+
+    RigL's drop fraction (Evci et al., 2020): many connections move early, the mask settles late.
+    """
+    if end_epoch <= 0 or epoch >= end_epoch:
+        return 0.0
+    return initial * 0.5 * (1.0 + math.cos(math.pi * epoch / end_epoch))

@@ -15,7 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sparsecli.errors import RunFailed
-from sparsecli.passes.base import Pass, sum_penalties
+from sparsecli.passes.base import Inputs, Pass, forward, sum_penalties
+from sparsecli.tasks import TASKS, Objective, Task
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,18 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader) -> float:
-    """Top-1 accuracy as a fraction."""
+def evaluate(model: nn.Module, loader: DataLoader, task: Task = TASKS["classification"], reference=None) -> float:
+    """The task's metric on `loader` (top-1 accuracy by default); `reference` is the dense model it compares to."""
     was_training = model.training
     model.eval()
-    correct = total = 0
+    total, count = 0.0, 0
     for x, y in loader:
-        correct += (model(x).argmax(1) == y).sum().item()
-        total += len(y)
+        outputs = forward(model, x).numpy()
+        expected = outputs if reference is None else forward(reference.eval(), x).numpy()
+        part = task.metric_parts(outputs, x, y.numpy(), expected)
+        total, count = total + part[0], count + part[1]
     model.train(was_training)
-    return correct / max(1, total)
+    return task.finalize(total, count)
 
 
 def _seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
@@ -66,12 +69,17 @@ def _seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         loader.generator.manual_seed(seed + epoch)
 
 
+def _parameters_replaced(model: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return trained != {id(p) for p in model.parameters() if p.requires_grad}
+
+
 def fit(
     model: nn.Module,
     loader: DataLoader,
     config: TrainConfig,
     passes: Sequence[Pass] = (),
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
+    objective: Callable[[nn.Module, Inputs, torch.Tensor], torch.Tensor] = Objective(TASKS["classification"]),
     on_step: Callable[[int, float], None] | None = None,
     on_epoch: Callable[[int, torch.optim.Optimizer], None] | None = None,
     start_epoch: int = 0,
@@ -88,7 +96,7 @@ def fit(
         for x, y in loader:
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(step, total_steps, config.lr_schedule)
-            loss = loss_fn(model(x), y)
+            loss = objective(model, x, y)
             penalty = sum_penalties(p.penalty(model) for p in passes)
             if penalty is not None:
                 loss = loss + penalty
@@ -99,6 +107,10 @@ def fit(
             step += 1
             for p in passes:  # after the step, so masks re-zero what the optimizer moved
                 p.on_step(model, step)
+            if _parameters_replaced(model, optimizer):
+                # A structured pass shrank layers, replacing their Parameters: the optimizer would keep
+                # updating the old tensors and its per-tensor state has the old shapes, so it restarts.
+                optimizer = make_optimizer(model, config)
             optimizer.zero_grad(set_to_none=True)
             if on_step is not None:
                 on_step(step, loss.item())

@@ -26,7 +26,7 @@ def test_quickstart_end_to_end_json(cli, tmp_path):
     assert code == 0, err
     report = json.loads(out)
     run = tmp_path / "run"
-    for name in ("model.onnx", "dense.onnx", "checkpoint.pt", "recipe.yaml", "report.json", "report.md"):
+    for name in ("model.onnx", "dense.onnx", "dense.pt", "checkpoint.pt", "recipe.yaml", "report.json", "report.md"):
         assert (run / name).is_file(), name
     assert json.loads((run / "report.json").read_text()) == report
     # sparsity in the report is what the ONNX file holds

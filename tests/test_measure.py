@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import sys
 
 import numpy as np
 import onnx
+import pytest
 import torch
 from onnx import numpy_helper
 
@@ -30,7 +32,18 @@ def test_onnx_sparsity_counts_initializer_zeros(tmp_path):
 def test_file_sizes(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(bytes(1000))
-    assert measure.file_sizes(path) == {"raw": 1000, "gzip": len(gzip.compress(bytes(1000), compresslevel=9))}
+    sizes = measure.file_sizes(path)
+    assert {k: sizes[k] for k in ("raw", "gzip")} == {"raw": 1000, "gzip": len(gzip.compress(bytes(1000), 9))}
+    zstandard = pytest.importorskip("zstandard")
+    assert sizes["zstd"] == len(zstandard.ZstdCompressor(level=19).compress(bytes(1000))) < 100
+
+
+def test_file_sizes_without_zstandard_omit_zstd(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # import now raises ImportError
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(10))
+    assert set(measure.file_sizes(path)) == {"raw", "gzip"}
+
 
 
 def test_macs_of_linear_and_conv():

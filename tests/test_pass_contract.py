@@ -20,6 +20,18 @@ from sparsecli.recipe import PassEntry
 # kind -> (recipe entry, zoo model). Every registered kind needs an entry: the first test enforces it.
 CONTRACT_CASES: dict[str, tuple[dict, str]] = {
     "magnitude": ({"kind": "magnitude", "target": 0.6, "schedule": {"curve": "linear", "every_steps": 1}}, "convnet"),
+    "channels": ({"kind": "channels", "ratio": 0.5, "importance": "taylor", "steps": 3}, "resnet"),
+    "wanda": ({"kind": "wanda", "target": 0.5}, "convnet"),
+    "sparsegpt": ({"kind": "sparsegpt", "target": 0.5, "blocksize": 16}, "convnet"),
+    "l1": ({"kind": "l1", "l1": 1e-3, "target": 0.5}, "convnet"),
+    "l2": ({"kind": "l2", "l2": 1e-3, "threshold": 0.01}, "mlp"),
+    "l1_l2": ({"kind": "l1_l2", "l1": 1e-3, "l2": 1e-3, "target": 0.4, "threshold": 0.01}, "resnet"),
+    "group_lasso": ({"kind": "group_lasso", "strength": 0.01, "threshold": 0.5}, "resnet"),
+    "regrow": ({"kind": "regrow", "target": 0.8, "every": 2, "fraction": 0.5, "exclude": ["classifier"]}, "convnet"),
+    "nm": ({"kind": "nm", "schedule": {"curve": "linear", "every_steps": 1}}, "convnet"),
+    "activation": ({"kind": "activation", "strength": 1e-3}, "resnet"),
+    "heads": ({"kind": "heads", "ratio": 0.5, "importance": "activation", "steps": 2}, "transformer"),
+    "neurons": ({"kind": "neurons", "ratio": 0.5, "steps": 3}, "transformer"),
 }
 
 STEPS = 6

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparsecli.schedule import ScheduleSpec, target_at
+from sparsecli.schedule import ScheduleSpec, stepped, target_at
 
 
 def test_constant_is_one_shot_at_start():
@@ -27,3 +27,9 @@ def test_linear_midpoint_and_default_end():
 def test_end_before_start_rejected():
     with pytest.raises(ValueError, match="end_epoch"):
         ScheduleSpec(start_epoch=3, end_epoch=1)
+
+
+def test_stepped_reaches_the_target_in_equal_steps_with_training_after_the_last():
+    assert [stepped(e, 0.6, 3, 6) for e in (0, 1.9, 2, 3.5, 4, 6)] == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.6, 0.6])
+    assert stepped(0, 0.6, 1, 6) == 0.6
+    assert stepped(0, 0.6, 3, 0) == 0.6  # no fine-tuning: everything at once

@@ -6,6 +6,7 @@ Alpaydin & Kaynak, 1998): real data that needs no network.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,14 @@ from sparsecli.errors import BadInput
 
 @dataclass
 class DataBundle:
+    """Train and validation tensors, the labels last. With `input_names` the first tensors are those token
+    inputs (input_ids, attention_mask, ...) padded to one length: batches then carry them as a tuple,
+    trimmed to the batch's longest sequence so short texts do not pay for the padding."""
+
     train: TensorDataset
     val: TensorDataset
     num_classes: int
+    input_names: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -30,7 +36,21 @@ class DataBundle:
         dataset = self.train if split == "train" else self.val
         shuffle = split == "train" if shuffle is None else shuffle
         generator = torch.Generator().manual_seed(seed)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+        collate = self._token_batch if self.input_names else None
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+
+    def head(self, split: str, count: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The first `count` inputs of a split, as a batch would carry them."""
+        dataset = self.train if split == "train" else self.val
+        if not self.input_names:
+            return dataset.tensors[0][:count]
+        return self._token_batch(list(zip(*(t[:count] for t in dataset.tensors), strict=True)))[0]
+
+    def _token_batch(self, samples: list[tuple[torch.Tensor, ...]]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        columns = [torch.stack(column) for column in zip(*samples, strict=True)]
+        count = len(self.input_names)
+        length = max(1, int(columns[1].sum(1).max())) if "attention_mask" in self.input_names else None
+        return tuple(c[:, :length] for c in columns[:count]), columns[-1]
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +73,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as arrays:
             found = {k: arrays[k] for k in arrays.files}
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"data.path: cannot read {path} as .npz: {exc}") from None
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as exc:  # TypeError: a bare .npy
+        raise BadInput(f"data.path: cannot read {path} as .npz: {exc or type(exc).__name__}") from None
     missing = {"x", "y"} - set(found)
     if missing:
         raise BadInput(f"data.path: {path} lacks arrays {sorted(missing)} (has {sorted(found)})")

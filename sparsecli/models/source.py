@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
+from sparsecli import checkpoint
 from sparsecli.errors import BadInput
 
 
@@ -27,7 +27,7 @@ def resolve_factory(ref: str, base_dir: Path) -> Callable[..., nn.Module]:
         sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:  # ImportError, a relative name (TypeError), or the user's module failing as it loads
         raise ValueError(f"cannot import module {module_name!r} (searched {folder} and sys.path): {exc}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -63,16 +63,8 @@ def build_model(
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> None:
-    """Load a state dict (or a sparsecli checkpoint holding one) into `model`."""
+    """Load a state dict, or a sparsecli checkpoint (with the architecture a pruned model needs), into `model`."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise BadInput(f"model.checkpoint: cannot read {path}: {exc}") from None
-    if isinstance(state, dict) and "model_state" in state:
-        state = state["model_state"]
-    if not isinstance(state, dict):
-        raise BadInput(f"model.checkpoint: {path} holds a {type(state).__name__}, not a state dict")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise BadInput(f"model.checkpoint: {path} does not fit the model: {exc}") from None
+        checkpoint.load(path, model)
+    except BadInput as exc:
+        raise BadInput(f"model.checkpoint: {exc}") from None

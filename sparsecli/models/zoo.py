@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from sparsecli.models.transformer import transformer
+
 
 def mlp(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 128)) -> nn.Module:
     """Fully connected net on the flattened input."""
@@ -90,4 +92,9 @@ def _conv_bn(in_ch: int, out_ch: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU())
 
 
-ZOO: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "convnet": convnet, "resnet": resnet}
+ZOO: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp,
+    "convnet": convnet,
+    "resnet": resnet,
+    "transformer": transformer,
+}

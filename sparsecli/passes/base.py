@@ -26,14 +26,23 @@ class PassSpec(BaseModel):
     exclude: list[str] = Field(default_factory=list, description="Glob patterns on module names to leave alone.")
 
 
+# A model's inputs: one tensor, or a tuple of tensors passed positionally (token ids, attention mask, ...).
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def forward(model: nn.Module, inputs: Inputs) -> torch.Tensor:
+    """`model` called on `inputs`, unpacking a tuple into positional arguments."""
+    return model(*inputs) if isinstance(inputs, tuple | list) else model(inputs)
+
+
 @dataclass
 class PassContext:
     """What a pass may know about the job: shapes, step counts, a little real data."""
 
-    example_input: torch.Tensor
+    example_input: Inputs
     steps_per_epoch: int = 1
     total_epochs: float = 1.0
-    calibration: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    calibration: list[tuple[Inputs, torch.Tensor]] = field(default_factory=list)
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def epoch_at(self, step: int) -> float:

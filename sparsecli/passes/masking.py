@@ -52,6 +52,17 @@ def set_mask(module: nn.Module, keep: torch.Tensor, name: str = "weight") -> Non
     original(module, name).mul_(keep)
 
 
+@torch.no_grad()
+def zero_permanently(module: nn.Module, keep: torch.Tensor, name: str = "weight") -> None:
+    """Zero where `keep` is False for good: through the mask another pass holds (its `finish` bakes it,
+    and it keeps its own zeros), else directly in the plain parameter."""
+    mask = find(module, name)
+    if mask is None:
+        getattr(module, name).mul_(keep)
+    else:
+        set_mask(module, keep & mask.mask, name)
+
+
 def bake(module: nn.Module, name: str = "weight") -> None:
     """Remove the parametrization, leaving the masked weight as a plain Parameter."""
     if parametrize.is_parametrized(module, name):

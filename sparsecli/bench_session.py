@@ -1,0 +1,103 @@
+"""onnxruntime sessions for benchmarking: the settings, providers (refusing silent CPU fallback), and one
+inference call per model, with I/O binding on GPU so host<->device copies stay out of the timed region."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparsecli.errors import BadInput
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+CHAINS = {"cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}
+GRAPH_OPT = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+EXECUTION_MODE = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+DEFAULT_MIN_TIME = 2.0  # s of timed runs per model and batch when neither iterations nor min_time is given
+
+
+@dataclass
+class Settings:
+    provider: str = "cpu"
+    threads: int | None = None  # intra-op; None: onnxruntime's default (one per physical core)
+    inter_threads: int | None = None
+    graph_opt: str = "all"
+    execution_mode: str = "sequential"
+    warmup: int = 10  # untimed runs per model and batch (at least 1 is always made)
+    iterations: int | None = None  # timed runs per model and batch; else min_time
+    min_time: float | None = None  # s of timed rounds per model and batch (default DEFAULT_MIN_TIME)
+    include_copies: bool = False  # GPU: time host<->device copies too (else I/O binding keeps them out)
+    control: bool = True  # a second session of the baseline, timed like the others
+    max_foreign_load: float = 0.25  # cores other processes may take beyond those the session leaves idle
+    block_s: float = 0.05  # target wall time of one model's block in a round (min_time mode)
+    min_rounds: int = 20
+    rounds: int | None = None  # iterations mode: rounds to split the iterations into (default min(N, min_rounds))
+    seed: int = 0
+
+
+def check_provider(provider: str) -> str:
+    """The onnxruntime name of `provider`; BadInput listing what is installed when it is not available."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if provider not in PROVIDERS or PROVIDERS[provider] not in available:
+        short = [k for k, v in PROVIDERS.items() if v in available]
+        hint = "" if provider == "cpu" else "; GPU providers need `pip install sparsecli[gpu]` and an NVIDIA driver"
+        raise BadInput(
+            f"--provider {provider} is not available in onnxruntime {ort.__version__} here; available: "
+            f"{', '.join(short) or 'none'} (onnxruntime lists {', '.join(available)}){hint}"
+        )
+    return PROVIDERS[provider]
+
+
+def open_session(path: Path, s: Settings):
+    """A session with the settings' provider and options; refuses a silent fallback to CPU."""
+    import onnxruntime as ort
+
+    wanted = check_provider(s.provider)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT[s.graph_opt])
+    options.execution_mode = getattr(ort.ExecutionMode, EXECUTION_MODE[s.execution_mode])
+    if s.threads:
+        options.intra_op_num_threads = s.threads
+    if s.inter_threads:
+        options.inter_op_num_threads = s.inter_threads
+    try:
+        sess = ort.InferenceSession(str(path), options, providers=[PROVIDERS[p] for p in CHAINS[s.provider]])
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable or invalid models
+        raise BadInput(f"{path}: onnxruntime cannot load it: {exc}") from None
+    if sess.get_providers()[0] != wanted:
+        raise BadInput(
+            f"--provider {s.provider}: onnxruntime lists {wanted} but could not start it for {path.name} "
+            f"(the session fell back to {sess.get_providers()[0]}); check the CUDA, cuDNN and TensorRT libraries"
+        )
+    return sess
+
+
+def runner(sess, feeds: dict[str, np.ndarray], s: Settings) -> Callable[[], Any]:
+    """One inference call. On GPU, inputs live on the device and outputs stay there (I/O binding)."""
+    if s.provider == "cpu" or s.include_copies:
+        return lambda: sess.run(None, feeds)
+    import onnxruntime as ort
+
+    binding = sess.io_binding()
+    on_device = [ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0) for array in feeds.values()]
+    for name, value in zip(feeds, on_device, strict=True):
+        binding.bind_ortvalue_input(name, value)
+    for out in sess.get_outputs():
+        binding.bind_output(out.name, "cuda")  # onnxruntime allocates outputs on the device, from its arena
+
+    def run() -> None:
+        sess.run_with_iobinding(binding)
+        binding.synchronize_outputs()  # the kernels have finished when the timer stops
+
+    run.keep_alive = on_device  # type: ignore[attr-defined]  # the device copies live as long as the runner
+    return run
