@@ -15,7 +15,7 @@ from tests.conftest import CONFIGS, ROOT, overrides
 
 SETTINGS = [
     "model.pretrain.epochs=2",
-    "model.kwargs={width: 48}",
+    "model.kwargs={width: 32}",
     "finetune.epochs=12",
     "passes.0.schedule.end_epoch=6",
     "benchmark.warmup=1",
@@ -48,7 +48,7 @@ def test_signal_mid_finetuning_then_resume_matches_uninterrupted(tmp_path):
         assert process.poll() is None, "run finished before it could be interrupted"
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=180)
     assert process.returncode == 3, err
     assert b"--resume" in err and not (run_dir / "report.json").exists()
     assert 2 <= _checkpoint_epoch(run_dir / "checkpoint.pt") < 12
