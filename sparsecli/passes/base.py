@@ -62,6 +62,7 @@ class Pass:
     def __init__(self, spec: PassSpec):
         self.spec = spec
         self._state = "new"
+        self.applied: float | None = None  # how far a gradual pass has gone (target or ratio)
 
     # The lifecycle wrappers below are what the training loop calls; subclasses override the _hooks.
     def prepare(self, model: nn.Module, ctx: PassContext) -> None:
@@ -88,11 +89,16 @@ class Pass:
         return {"kind": self.kind, **self.spec.model_dump(mode="json", exclude={"kind"}), **self._describe()}
 
     def state_dict(self) -> dict[str, Any]:
-        """Runtime state beyond the model's own tensors (masks are buffers there), for --resume."""
-        return {}
+        """Runtime state beyond the model's own tensors (masks are buffers there), for --resume.
+
+        By default a gradual pass's progress: `applied`, the target or ratio it has reached so far.
+        """
+        return {"applied": self.applied} if self.applied is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` after `prepare`, when a run resumes from a checkpoint."""
+        if "applied" in state:
+            self.applied = float(state["applied"])
 
     def _prepare(self, model: nn.Module, ctx: PassContext) -> None:
         pass

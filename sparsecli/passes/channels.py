@@ -119,13 +119,6 @@ class ChannelsPass(Pass):
         self.graph = None  # drop torch-pruning's references into the model
         return model
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"applied": self.applied}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """After a resume the checkpoint has restored the layers; this is how far they were pruned."""
-        self.applied = float(state["applied"])
-
     def _describe(self) -> dict[str, Any]:
         return {
             "applied_ratio": self.applied,

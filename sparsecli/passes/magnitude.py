@@ -97,11 +97,5 @@ class MagnitudePass(Pass):
             masking.bake(module)
         return model
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"applied": self.applied}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.applied = float(state["applied"])
-
     def _describe(self) -> dict[str, Any]:
         return {"modules": list(self.modules), "applied_target": self.applied}

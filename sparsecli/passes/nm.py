@@ -92,12 +92,6 @@ class NMPass(Pass):
             for name, m in self.modules.items()
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"applied": self.applied}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.applied = float(state["applied"])
-
     def _describe(self) -> dict[str, Any]:
         notes = [f"{name}: input size not a multiple of {self.spec.m}, left dense" for name in self.skipped]
         compliance = getattr(self, "compliance", None) or self.layer_compliance()

@@ -224,13 +224,6 @@ class UnitsPass(Pass):
         self._apply(self.spec.ratio)
         return model
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"applied": self.applied}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """After a resume the checkpoint has restored the blocks; this is how far they were pruned."""
-        self.applied = float(state["applied"])
-
     def _describe(self) -> dict[str, Any]:
         counts = {n: {"before": self.initial[n], "after": b.units} for n, b in self.blocks.items()}
         unchanged = [n for n, c in counts.items() if c["before"] == c["after"] and self.applied > 0]
