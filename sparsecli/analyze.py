@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from sparsecli import measure
 from sparsecli.errors import BadInput
@@ -92,7 +91,7 @@ def resolve(model: Path, recipe: Path | None, folder: Path) -> tuple[Path, str]:
 
 def layers(path: Path, eps: float, nm: tuple[int, int]) -> dict[str, dict[str, Any]]:
     """Per weighted layer: op, shape, params, zeros, near zeros, norms, N:M compliance, zero rows, MACs."""
-    model = onnx.load(str(path))
+    model = measure.read_onnx(path)
     shapes = measure.output_shapes(model)
     return {
         layer.name: {

@@ -353,3 +353,8 @@ def main() -> None:
             _emit_json({"error": str(exc), "problems": exc.problems, "exit_code": exc.exit_code})
         sys.stderr.write(f"error: {exc.render()}\n")
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug, not the user's fault: say so briefly, trace only on request
+        if _state["debug"]:
+            traceback.print_exc()
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)\n")
+        sys.exit(3)

@@ -18,6 +18,8 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from sparsecli.errors import BadInput
+
 # Weight slot per op; the Integer ops are what onnxruntime's dynamic INT8 quantization leaves.
 WEIGHT_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "ConvInteger": 1, "MatMulInteger": 1}
 
@@ -35,6 +37,14 @@ def _sparse_to_dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
     flat = np.ravel_multi_index(indices.T, sparse.dims) if indices.ndim == 2 else indices
     dense[flat] = values
     return dense.reshape(tuple(sparse.dims))
+
+
+def read_onnx(path: Path) -> onnx.ModelProto:
+    """Load an ONNX file; a missing, truncated or foreign file is the user's input problem, named."""
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf and onnx raise several types for unreadable files
+        raise BadInput(f"{path}: not a readable ONNX model: {exc}") from None
 
 
 def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -98,7 +108,7 @@ def onnx_weights(model: onnx.ModelProto) -> Iterator[tuple[str, np.ndarray]]:
 
 def onnx_sparsity(path: Path) -> dict:
     """Fraction of exact zeros in the weights of weighted ops, overall and per layer (with `weight_stats`)."""
-    model = onnx.load(str(path))
+    model = read_onnx(path)
     per_layer, zeros, total = {}, 0, 0
     for layer in onnx_layers(model):
         per_layer[layer.name] = weight_stats(layer.weight, in_axis=layer.in_axis, out_axis=layer.out_axis)
@@ -182,7 +192,7 @@ def onnx_activation_sparsity(path: Path, inputs: np.ndarray, eps: float) -> dict
 
     from sparsecli.export import each_batch, session
 
-    model = onnx.load(str(path))
+    model = read_onnx(path)
     typed = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
     existing = {o.name for o in model.graph.output}
     watched: dict[str, tuple[str, str]] = {}  # output tensor -> (layer name, op)
@@ -211,7 +221,7 @@ def onnx_activation_sparsity(path: Path, inputs: np.ndarray, eps: float) -> dict
 
 def onnx_params(path: Path) -> int:
     """Elements in all initializers: the parameters the file carries."""
-    return int(sum(a.size for a in initializers(onnx.load(str(path))).values()))
+    return int(sum(a.size for a in initializers(read_onnx(path)).values()))
 
 
 def file_sizes(path: Path) -> dict[str, int]:

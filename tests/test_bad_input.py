@@ -147,3 +147,28 @@ def test_errors_are_json_with_exit_code(cli, tmp_path):
 def test_debug_shows_the_traceback(cli, tmp_path):
     code, _, err = cli("--debug", "prune", tmp_path / "missing.yaml")
     assert code == 2 and "Traceback" in err
+
+
+@pytest.mark.parametrize("command", ["benchmark", "analyze"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_onnx_file_names_the_path(cli, tmp_path, command, damage):
+    from sparsecli.export import export_onnx
+    from sparsecli.models.zoo import mlp
+
+    good = export_onnx(mlp((1, 8, 8), 10), torch.rand(1, 1, 8, 8), tmp_path / "good.onnx", 17, True)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(good.read_bytes()[:200] if damage == "truncated" else b"not a model")
+    code, _, err = cli(command, bad)
+    assert code == 2, err
+    assert str(bad) in err and "Traceback" not in err
+
+
+def test_unexpected_errors_are_short_without_debug(cli, monkeypatch):
+    import sparsecli.recipe
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(sparsecli.recipe, "load", broken)
+    code, _, err = cli("validate", CONFIGS / "quickstart.yaml")
+    assert code == 3 and "internal error: ZeroDivisionError: a bug" in err and "Traceback" not in err
