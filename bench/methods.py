@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsecli import measure, pipeline
+from sparsecli import measure, pipeline, sweep
 from sparsecli import recipe as recipes
 from sparsecli.console import UI
 
@@ -68,11 +68,7 @@ def run(slug: str, folder: Path) -> dict:
         "overrides": overrides,
         "epochs": recipe.finetune.epochs,
         "from_scratch": recipe.finetune.from_scratch,
-        "accuracy_dense": report["accuracy"]["dense"],
-        "accuracy": report["accuracy"]["compressed"],
-        "sparsity": report["sparsity"]["overall"],
-        "size_bytes": report["size_bytes"]["compressed"],
-        "size_gzip_bytes": report["size_gzip_bytes"]["compressed"],
+        **sweep.figures(report),
         "size_gzip_bytes_dense": report["size_gzip_bytes"]["dense"],
         "relu_sparsity": relu_sparsity(recipe.run_dir, recipe),
     }

@@ -7,9 +7,7 @@ passes + fine-tuning -> export model.onnx -> measure and benchmark -> report.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -129,8 +127,7 @@ def dense_model(recipe: Recipe, data: sources.DataBundle, ui: UI) -> nn.Module:
         load_checkpoint(model, recipe.model.checkpoint)
     if recipe.model.checkpoint is not None or recipe.model.hf is not None:  # a pretrained folder is the baseline
         return model
-    key_src = {k: recipe.model_dump(mode="json")[k] for k in ("model", "data", "seed")}
-    key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:16]
+    key = recipe.fingerprint("model", "data", "seed")
     cached = recipe.run_dir.parent / ".cache" / f"dense-{key}.pt"
     if cached.is_file():
         ui.stage(f"dense model: reusing {cached}")
@@ -195,7 +192,7 @@ def compress(
         checkpoint.restore(model, resume_state)
     config = finetune_config(recipe)
     optimizer = make_optimizer(model, config)
-    key = resume.fingerprint(recipe.model_dump(mode="json"))
+    key = recipe.fingerprint(*resume.TRAINING_SECTIONS)
 
     def save(epoch: int, optimizer: torch.optim.Optimizer) -> None:
         resume.save(run_dir / "checkpoint.pt", key, model, optimizer, passes, epoch)
@@ -315,7 +312,7 @@ def run(recipe: Recipe, ui: UI, *, overwrite: bool = False, resuming: bool = Fal
     run_dir = prepare_folder(recipe, overwrite, resuming)
     resume_state = None
     if resuming:
-        resume_state = resume.load(run_dir / "checkpoint.pt", resume.fingerprint(recipe.model_dump(mode="json")))
+        resume_state = resume.load(run_dir / "checkpoint.pt", recipe.fingerprint(*resume.TRAINING_SECTIONS))
         ui.stage(f"resuming {run_dir} after fine-tuning epoch {resume_state['epoch']}")
     stage = "setup"
     wall: dict[str, float] = {}

@@ -5,6 +5,8 @@ Field descriptions live here, once: they feed the JSON Schema, `recipes show` an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -267,6 +269,12 @@ class Recipe(Section):
     @property
     def base_dir(self) -> Path:
         return self._base_dir
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the named sections: the identity of a cached model or a resumable checkpoint."""
+        dump = self.model_dump(mode="json")
+        text = json.dumps({k: dump[k] for k in sections}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def resolved_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -7,8 +7,6 @@ so a resumed run repeats exactly the epochs the interrupted one would have run.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,15 +22,13 @@ from sparsecli.passes import Pass
 FORMAT = 1
 
 
-def fingerprint(recipe_dump: dict[str, Any]) -> str:
-    """What decides the trained weights: a checkpoint of another recipe must not be resumed."""
-    keys = ("seed", "model", "data", "passes", "finetune")
-    return hashlib.sha256(json.dumps({k: recipe_dump[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+# The recipe sections that decide the trained weights: a checkpoint of another recipe must not be resumed.
+TRAINING_SECTIONS = ("seed", "model", "data", "passes", "finetune")
 
 
 def save(
     path: Path,
-    fingerprint_: str,
+    fingerprint: str,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     passes: Sequence[Pass],
@@ -41,7 +37,7 @@ def save(
     state = {
         "format": FORMAT,
         "stage": "finetune",
-        "fingerprint": fingerprint_,
+        "fingerprint": fingerprint,
         "epoch": epoch,
         **checkpoint.entries(model),  # with the architecture: structured passes shrink layers while training
         "optimizer_state": optimizer.state_dict(),
@@ -51,7 +47,7 @@ def save(
         torch.save(state, tmp)
 
 
-def load(path: Path, fingerprint_: str) -> dict[str, Any]:
+def load(path: Path, fingerprint: str) -> dict[str, Any]:
     """A fine-tuning checkpoint of this recipe, or BadInput saying why it cannot be resumed."""
     if not path.is_file():
         raise BadInput(f"--resume: no checkpoint at {path}; run without --resume to start")
@@ -61,7 +57,7 @@ def load(path: Path, fingerprint_: str) -> dict[str, Any]:
         raise BadInput(f"--resume: cannot read {path}: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("stage") != "finetune":
         raise BadInput(f"--resume: {path} is not a sparsecli fine-tuning checkpoint (a finished run's final weights?)")
-    if state["fingerprint"] != fingerprint_:
+    if state["fingerprint"] != fingerprint:
         raise BadInput(f"--resume: {path} was written by a recipe with other model/data/passes/finetune settings")
     return state
 
