@@ -123,14 +123,17 @@ def time_batch(models: list[Model], batch: int | None, spec: InputSpec, s: Setti
     runners = [runner(m.sess, f, s) for m, f in zip(models, feeds, strict=True)]
     plan, per_block = _plan(_warm_up(models, runners, s), s)
     clocks = [bench_system.WaitClock(m.threads | {threading.get_native_id()}) for m in models]
+    workers = [bench_system.WaitClock(m.threads) for m in models]
     usable = bench_system.usable_cpus()
     allowed = max(0, usable - (s.threads or usable)) + s.max_foreign_load
     block_s = None if s.iterations is not None else s.block_s
     report = progress and (lambda done, total: progress(f"{s.provider} batch {items}", done, total))
     try:
-        blocks, loads, clean = bench_timing.time_rounds(runners, clocks, per_block, plan, allowed, block_s, report)
+        blocks, loads, clean = bench_timing.time_rounds(
+            runners, clocks, per_block, plan, allowed, block_s, report, workers
+        )
     finally:
-        for clock in clocks:
+        for clock in clocks + workers:
             clock.close()
     kept, contended = bench_stats.keep_rounds(clean, plan.rounds)
     rounds = {"wanted": plan.rounds, "timed": plan.timed_rounds, "kept": len(kept)}

@@ -9,6 +9,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -163,7 +164,7 @@ def thread_ids() -> set[int]:
 
 
 class WaitClock:
-    """Time the given threads of this process spent runnable but waiting for a CPU (ns, from schedstat).
+    """Time the given threads of this process spent waiting for a CPU, and on one (ns, from schedstat).
 
     /proc/self/task/<tid>/schedstat holds, per thread, time on CPU, time waiting on a run queue, and
     timeslices. Waiting means someone else had the CPU: another process, or our own surplus threads.
@@ -172,7 +173,8 @@ class WaitClock:
 
     def __init__(self, tids: set[int]):
         self.fds: list[int] = []
-        for tid in sorted(tids):
+        self.tids = sorted(tids)
+        for tid in self.tids:
             with contextlib.suppress(OSError):
                 self.fds.append(os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY))
         self.available = False
@@ -181,17 +183,41 @@ class WaitClock:
         except (OSError, ValueError, IndexError):
             self.close()
 
-    def ns(self) -> int:
+    def ns(self, field: int = 1) -> int:
+        """Waiting time (field 1), or time on a CPU (field 0), summed over the threads."""
         total = 0
         for fd in self.fds:
             try:
-                total += int(os.pread(fd, 64, 0).split()[1])
+                total += int(os.pread(fd, 64, 0).split()[field])
             except (OSError, ValueError, IndexError):  # a thread that exited: it waits no more
                 continue
         return total
+
+    def settle(self, poll_s: float = 0.0005, limit_s: float = 0.5) -> float:
+        """Wait until none of these threads is runnable (at most `limit_s`); the seconds waited.
+
+        onnxruntime's idle workers keep spinning on a CPU for tens of ms after a call (measured: ~40 ms).
+        When the next model's block starts during that, two sessions share the cores, which no deployment
+        of either sees. A spinning thread is runnable ('R') even while it waits for a CPU; a parked one sleeps.
+        """
+        start = time.perf_counter()
+        while self.available and any(_state(tid) == "R" for tid in self.tids):
+            if time.perf_counter() - start > limit_s:
+                break
+            time.sleep(poll_s)
+        return time.perf_counter() - start
 
     def close(self) -> None:
         for fd in self.fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.fds = []
+
+
+def _state(tid: int) -> str:
+    """A thread's scheduler state letter (R running or runnable, S sleeping, ...); '' once it has exited."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""

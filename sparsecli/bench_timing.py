@@ -77,8 +77,14 @@ def time_rounds(
     allowed_foreign: float,
     block_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: Sequence[WaitClock] = (),
 ) -> tuple[list[list[Block]], list[float | None], list[bool]]:
-    """Blocks[model][round], each round's foreign load and cleanliness; `block_s` re-aims block sizes per round."""
+    """Blocks[model][round], each round's foreign load and cleanliness; `block_s` re-aims block sizes per round.
+
+    `workers` (one clock per model on the threads its session started): after a model's block, its idle
+    workers are let stop spinning before the next model's block starts, so each model is timed as it
+    runs alone, with its own spinning between its own calls as in any deployment.
+    """
     per_block = list(per_block)
     blocks: list[list[Block]] = [[] for _ in runners]
     loads: list[float | None] = []
@@ -86,11 +92,15 @@ def time_rounds(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a timed run would be billed to whichever model was running
     try:
+        for clock in workers:
+            clock.settle()
         while not plan.done():
             order = range(len(runners)) if len(loads) % 2 == 0 else reversed(range(len(runners)))
             start = bench_stats.cpu_sample()
             for i in order:
                 blocks[i].append(_block(runners[i], clocks[i], per_block[i]))
+                if workers:
+                    workers[i].settle()
             end = bench_stats.cpu_sample()
             load = bench_stats.foreign_load(start, end)
             if all(c.available for c in clocks):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,24 @@ def test_wait_clock_reads_our_threads():
             assert clock.ns() >= 0
     finally:
         clock.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_settle_waits_until_the_sessions_spinning_workers_stop(mlps):
+    before = bench_system.thread_ids()
+    sess = bench.open_session(mlps[1], bench.Settings(threads=2))
+    workers = bench_system.WaitClock(bench_system.thread_ids() - before)
+    try:
+        assert workers.available  # 2 intra-op threads: the caller and one worker onnxruntime started
+        feed = {"input": np.ones((64, 64), np.float32)}
+        for _ in range(20):
+            sess.run(None, feed)
+        assert workers.settle() < 0.5
+        ran = workers.ns(0)
+        time.sleep(0.02)
+        assert workers.ns(0) - ran < 0.004e9  # idle now: under a fifth of a core over 20 ms
+    finally:
+        workers.close()
 
 
 # -- the harness -----------------------------------------------------------------------------------------

@@ -45,7 +45,6 @@ def test_file_sizes_without_zstandard_omit_zstd(tmp_path, monkeypatch):
     assert set(measure.file_sizes(path)) == {"raw", "gzip"}
 
 
-
 def test_macs_of_linear_and_conv():
     linear = torch.nn.Linear(64, 10, bias=False)
     assert measure.count_macs(linear, torch.rand(1, 64)) == 640
