@@ -11,6 +11,7 @@ bench/results/hf_encoders.json and .md; run folders go to runs/bench-<recipe>/.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def markdown(rows: dict[str, dict], environment: dict) -> str:
         "# Transformers: heads + FFN neurons pruned, recovered by distillation",
         "",
         f"onnxruntime {environment['onnxruntime']}, torch {environment['torch']}, {environment['machine']}; "
-        "a shared, busy machine: ratios come from one interleaved run, absolute times are noisy.",
+        "ratios come from one interleaved run per row; absolute times depend on the machine's load.",
         "",
         "| recipe | metric dense -> pruned | params dense -> pruned | MACs | timing | p50 ms dense | p50 ms pruned | "
         "speedup | wall s |",
@@ -79,7 +80,9 @@ def main() -> None:
     parser.add_argument("--threads", nargs="*", type=int, default=[1, 2])
     parser.add_argument("--iterations", type=int, default=200)
     args = parser.parse_args()
-    rows = {name: measure(name, args.threads, args.iterations) for name in args.only}
+    path = RESULTS / "hf_encoders.json"
+    rows = json.loads(path.read_text())["rows"] if path.is_file() else {}  # rows of recipes not rerun stay
+    rows.update({name: measure(name, args.threads, args.iterations) for name in args.only})
     environment = {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "machine": platform.machine()}
     RESULTS.mkdir(exist_ok=True)
     write_json(RESULTS / "hf_encoders.json", {"environment": environment, "rows": rows})

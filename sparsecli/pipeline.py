@@ -27,7 +27,7 @@ from sparsecli.passes import PassContext, build
 from sparsecli.passes.base import Inputs, forward
 from sparsecli.recipe import Recipe
 from sparsecli.tasks import TASKS, Objective
-from sparsecli.train import TrainConfig, evaluate, fit, make_optimizer
+from sparsecli.train import TrainConfig, evaluate, fit, make_optimizer, set_dropout
 
 
 def load_data(recipe: Recipe) -> sources.DataBundle:
@@ -179,6 +179,8 @@ def compress(
     """Apply the passes with fine-tuning in between; a checkpoint after every epoch makes it resumable."""
     # from scratch: the same initial weights the dense model started from, so only sparsity differs
     model = fresh_model(recipe, data) if recipe.finetune.from_scratch else copy.deepcopy(dense)
+    if recipe.finetune.dropout is not None:
+        set_dropout(model, recipe.finetune.dropout)
     loader = data.loader("train", recipe.data.batch_size, recipe.seed)
     calibration = list(itertools.islice(loader, 4))
     ctx = PassContext(example_input(recipe, data), len(loader), float(recipe.finetune.epochs), calibration)

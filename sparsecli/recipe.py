@@ -162,6 +162,13 @@ class FinetuneSpec(Section):
     distill: DistillSpec | None = Field(
         None, description="Distillation from the dense model as teacher; unlabeled text is then enough."
     )
+    dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Probability of every dropout layer while fine-tuning; 0 turns dropout off, which lets a "
+        "distilled student match its teacher more closely. Default: the model's own.",
+    )
 
 
 class ExportSpec(Section):

@@ -39,6 +39,13 @@ def lr_factor(step: int, total_steps: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Every nn.Dropout of the model drops with probability `p` (HF attention reads its dropout module's p too)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":

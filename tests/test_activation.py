@@ -38,6 +38,6 @@ def test_penalty_is_the_l1_per_sample_of_training_outputs_only():
     assert the_pass.penalty(model) is None  # evaluation leaves nothing behind
     model.train()
     expected = model.features[0](x).abs().sum() / 4
-    assert float(the_pass.penalty(model)) == pytest.approx(0.5 * float(expected), rel=1e-5)
+    assert float(the_pass.penalty(model).detach()) == pytest.approx(0.5 * float(expected.detach()), rel=1e-5)
     the_pass.finish(model)
     assert not any(m._forward_hooks for m in model.modules())

@@ -18,6 +18,7 @@ from sparsecli.passes.base import PassContext
 from sparsecli.passes.heads import HeadsSpec
 from sparsecli.passes.neurons import NeuronsSpec
 from sparsecli.tasks import TASKS
+from sparsecli.train import set_dropout
 from tests.conftest import CONFIGS, FAST, overrides
 from tests.fixtures.hf_models import SENTENCES, tiny_bert, tiny_gpt2
 
@@ -36,11 +37,12 @@ def _tokens(folder, texts):
     return tuple(encoded[n] for n in NAMES)
 
 
-def _pruned(folder, importance="l2"):
+def _pruned(folder, importance="l2", reconstruct=False):
     model = hf.load(folder, "feature-extraction", 2, NAMES)
     calibration = [(_tokens(folder, SENTENCES), torch.zeros(len(SENTENCES)))]
     ctx = PassContext(_tokens(folder, SENTENCES[:1]), 1, 1.0, calibration)
-    for spec in (HeadsSpec(ratio=0.5, importance=importance), NeuronsSpec(ratio=0.5, importance=importance)):
+    specs = [kind(ratio=0.5, importance=importance, reconstruct=reconstruct) for kind in (HeadsSpec, NeuronsSpec)]
+    for spec in specs:
         p = build(spec)
         p.prepare(model, ctx)
         model = p.finish(model)
@@ -56,6 +58,26 @@ def test_half_the_heads_and_ffn_neurons_leave_every_layer(bert_folder, importanc
         assert layer.attention.output.dense.in_features == attention.all_head_size == 16
         assert layer.intermediate.dense.out_features == layer.output.dense.in_features == 32
     assert model(*_tokens(bert_folder, SENTENCES)).shape == (len(SENTENCES), 32)
+
+
+def test_reconstruct_keeps_pruned_embeddings_closer_to_the_dense_ones(bert_folder):
+    inputs = _tokens(bert_folder, SENTENCES)
+    with torch.no_grad():
+        dense = hf.load(bert_folder, "feature-extraction", 2, NAMES).eval()(*inputs)
+        cosine = {
+            r: torch.nn.functional.cosine_similarity(_pruned(bert_folder, "activation", r)(*inputs), dense).mean()
+            for r in (False, True)
+        }
+    assert 1 - cosine[True] < 0.7 * (1 - cosine[False])
+
+
+def test_dropout_zero_makes_training_mode_forward_deterministic(bert_folder):
+    model = hf.load(bert_folder, "feature-extraction", 2, NAMES).train()
+    inputs = _tokens(bert_folder, SENTENCES)
+    with torch.no_grad():
+        assert not torch.allclose(model(*inputs), model(*inputs))  # the folder's dropout (0.1) is on
+        set_dropout(model, 0.0)  # attention-probability dropout included: it reads its module's p
+        assert torch.equal(model(*inputs), model(*inputs))
 
 
 def test_onnx_has_dynamic_axes_and_matches_pytorch_at_two_shapes(bert_folder, tmp_path):

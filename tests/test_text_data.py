@@ -43,12 +43,29 @@ def test_split_keeps_groups_whole():
     assert text.split_records(records, 0.2, seed=0) == (train, val)  # seeded
 
 
+def test_split_passes_over_a_group_too_big_to_be_a_fair_share_of_validation():
+    records = [{"text": f"b{i}", "group": "big"} for i in range(90)] + [
+        {"text": f"s{i}", "group": f"g{i % 30}"} for i in range(90)
+    ]
+    for seed in range(5):
+        train, val = text.split_records(records, 0.2, seed)
+        assert len(val) >= 36 and "big" not in {r["group"] for r in val}  # 12+ small groups instead
+
+
 def test_builtin_sentences_are_unique_prose_grouped_by_module():
     records = text.builtin_records()
     assert len(records) > 2000
     assert len({r["text"] for r in records}) == len(records)
     assert {r["group"] for r in records} <= set(text.BUILTIN_MODULES)
     assert all(r["text"][0].isupper() and r["text"][-1] in ".!?" for r in records)
+
+
+def test_stdlib_corpus_reads_packages_from_source_without_tests_or_tools():
+    modules = text.stdlib_modules()
+    assert {"json", "email", "argparse", "_pydecimal"} <= set(modules)
+    assert not {"test", "antigravity", "this", "__future__"} & set(modules)
+    records = text.builtin_records(["email"])  # a package: every file of it, parsed, none imported
+    assert len(records) > 200 and {r["group"] for r in records} == {"email"}
 
 
 def test_labels_map_strings_to_sorted_indices(tmp_path):

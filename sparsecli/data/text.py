@@ -8,12 +8,14 @@ Texts are tokenized once, padded to `max_length`; batches are trimmed to their l
 
 from __future__ import annotations
 
+import ast
 import csv
-import importlib
-import inspect
+import importlib.util
 import json
 import re
-import warnings
+import sys
+import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +42,19 @@ BUILTIN_MODULES = (
 )  # fmt: skip
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)][.!?])\s+(?=[A-Z])")
 _PROSE = re.compile(r"^[A-Z][A-Za-z0-9 ,;:'()\-]+[.!?]$")
+# Not docstring prose: the test suite (code), a rot13 poem, a web-browser joke.
+_NOT_PROSE = {"test", "this", "antigravity"}
 
 
-def builtin_records() -> list[dict[str, Any]]:
-    """Unique prose sentences (6 to 40 words) from standard-library docstrings, grouped by module."""
+def builtin_records(modules: Sequence[str] = BUILTIN_MODULES) -> list[dict[str, Any]]:
+    """Unique prose sentences (6 to 40 words) from these standard-library modules' docstrings, grouped by module.
+
+    Docstrings are read from the source files (parsed, never imported), so any module is safe to read.
+    """
     seen: set[str] = set()
     records = []
-    for name in sorted(BUILTIN_MODULES):
-        try:
-            with warnings.catch_warnings():  # some modules warn on import or attribute access (typing.io)
-                warnings.simplefilter("ignore")
-                module = importlib.import_module(name)
-                docs = _docstrings(module)
-        except ImportError:  # a Python built without e.g. tkinter or ssl
-            continue
-        for doc in docs:
+    for name in sorted(modules):
+        for doc in _docstrings(name):
             for sentence in _SENTENCE_END.split(" ".join(doc.split())):
                 if _PROSE.match(sentence) and 6 <= len(sentence.split()) <= 40 and sentence not in seen:
                     seen.add(sentence)
@@ -62,16 +62,29 @@ def builtin_records() -> list[dict[str, Any]]:
     return records
 
 
-def _docstrings(module: Any) -> list[str]:
-    """The module's docstring and those of its own public classes, functions and methods."""
-    docs = [module.__doc__]
-    for _, obj in sorted(vars(module).items()):
-        if getattr(obj, "__module__", None) != module.__name__ or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+def stdlib_modules() -> list[str]:
+    """Every top-level pure-Python standard-library module and package (private ones too) but the test suite."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    names = [p.stem for p in root.glob("*.py")] + [p.parent.name for p in root.glob("*/__init__.py")]
+    return sorted(n for n in set(names) if not n.startswith("__") and n not in _NOT_PROSE)
+
+
+def _docstrings(name: str) -> list[str]:
+    """Docstrings of a module (or every file of a package, tests excluded): module, classes, functions."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return []  # a Python built without the module, or a compiled one: no source to read
+    origin = Path(spec.origin)
+    files = sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations else [origin]
+    docs = []
+    for path in (f for f in files if not {"test", "tests", "idle_test"} & set(f.parts)):
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError):  # e.g. lib2to3's Python 2 fixtures
             continue
-        docs.append(obj.__doc__)
-        if inspect.isclass(obj):
-            docs += [m.__doc__ for _, m in sorted(vars(obj).items()) if inspect.isfunction(m)]
-    return [doc for doc in docs if isinstance(doc, str)]
+        documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        docs += [d for node in ast.walk(tree) if isinstance(node, documented) and (d := ast.get_docstring(node))]
+    return docs
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -96,7 +109,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def split_records(records: list[dict[str, Any]], val_fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded split; with `group` fields, whole groups go to validation until it holds `val_fraction` of records."""
+    """Seeded split; with `group` fields, whole groups go to validation until it holds `val_fraction` of records
+    (groups over half that are passed over, so validation spans several sources)."""
     rng = np.random.default_rng(seed)
     groups = sorted({str(r.get("group", i)) for i, r in enumerate(records)})
     target = max(1, round(len(records) * val_fraction))
@@ -105,10 +119,15 @@ def split_records(records: list[dict[str, Any]], val_fraction: float, seed: int)
     for g in key:
         size[g] += 1
     held: set[str] = set()
+    total = 0
     for g in (groups[i] for i in rng.permutation(len(groups))):
-        if sum(size[h] for h in held) >= target:
+        if total >= target:
             break
-        held.add(g)
+        if size[g] <= target / 2:  # one big group must not become the whole validation set
+            held.add(g)
+            total += size[g]
+    if not held:
+        held.add(min(groups, key=size.__getitem__))
     if len(held) == len(groups):
         held.discard(groups[0])  # both splits must hold something
     val = [r for r, g in zip(records, key, strict=True) if g in held]
@@ -171,3 +190,8 @@ def example(data: DataBundle, length: int, batch: int) -> tuple[torch.Tensor, ..
     rows = [t[:1, :length] for t in data.val.tensors[: len(data.input_names)]]
     rows = [torch.nn.functional.pad(r, (0, length - r.shape[1])) for r in rows]
     return tuple(r.repeat(batch, 1) for r in rows)
+
+
+if __name__ == "__main__":  # python -m sparsecli.data.text > corpus.jsonl: every stdlib module's sentences
+    for record in builtin_records(stdlib_modules()):
+        sys.stdout.write(json.dumps(record) + "\n")

@@ -16,7 +16,7 @@ from torch import nn
 
 from sparsecli.errors import BadInput
 from sparsecli.passes import masking
-from sparsecli.passes.base import Pass, PassContext, PassSpec
+from sparsecli.passes.base import Inputs, Pass, PassContext, PassSpec, forward
 from sparsecli.passes.selection import select_modules
 
 CALIBRATED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
@@ -100,7 +100,7 @@ def _hooked(model: nn.Module, hooks: Mapping[nn.Module, Callable[..., None]]) ->
 def gather(
     model: nn.Module,
     modules: Mapping[str, nn.Module],
-    batches: Sequence[torch.Tensor],
+    batches: Sequence[Inputs],
     make: Callable[[nn.Module], Statistic],
 ) -> dict[str, Statistic]:
     """One statistic per module from a forward over `batches`; a module called twice adds both inputs."""
@@ -111,18 +111,18 @@ def gather(
     }
     with _hooked(model, hooks):
         for x in batches:
-            model(x)
+            forward(model, x)
     return stats
 
 
-def forward_order(model: nn.Module, modules: Mapping[str, nn.Module], batch: torch.Tensor) -> list[str]:
+def forward_order(model: nn.Module, modules: Mapping[str, nn.Module], batch: Inputs) -> list[str]:
     """Names of `modules` in the order a forward first calls them; modules never called are left out."""
     order: list[str] = []
     hooks = {
         module: lambda *_, name=name: None if name in order else order.append(name) for name, module in modules.items()
     }
     with _hooked(model, hooks):
-        model(batch[:1])
+        forward(model, batch[:1] if isinstance(batch, torch.Tensor) else tuple(t[:1] for t in batch))
     return order
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from sparsecli import checkpoint
 from sparsecli.errors import BadInput
 from sparsecli.passes.base import Pass, PassContext, PassSpec, forward
+from sparsecli.passes.calibration import gather
 from sparsecli.passes.selection import channels_to_remove, select_modules
 from sparsecli.schedule import stepped
 
@@ -105,15 +106,59 @@ def _contributions(
     return {n: sums[n] / counts[n] if counts[n] else None for n in sums}
 
 
+def unit_index(block: Block, keep: torch.Tensor) -> torch.Tensor:
+    """The consumer's input columns (and producers' output rows) of the units `keep`."""
+    return (keep[:, None] * block.unit + torch.arange(block.unit)).flatten().to(block.consumer.weight.device)
+
+
 @torch.no_grad()
 def keep_units(block: Block, keep: torch.Tensor) -> None:
     """Keep only the units `keep` (sorted indices): slice producer rows and consumer columns in place."""
-    index = (keep[:, None] * block.unit + torch.arange(block.unit)).flatten().to(block.consumer.weight.device)
+    index = unit_index(block, keep)
     for linear in block.producers:
         _slice(linear, index, dim=0)
     _slice(block.consumer, index, dim=1)
     if block.resized is not None:
         block.resized(keep)
+
+
+class Gram:
+    """G = [X 1]^T [X 1] / n of a Linear's inputs X on calibration batches (the 1 column carries the bias)."""
+
+    def __init__(self, module: nn.Linear):
+        self.matrix = torch.zeros(module.in_features + 1, module.in_features + 1, device=module.weight.device)
+        self.samples = 0
+
+    def add(self, inputs: torch.Tensor) -> None:
+        x = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], 1)
+        total = self.samples + len(x)
+        self.matrix = self.matrix * (self.samples / total) + x.T @ x / total
+        self.samples = total
+
+
+def augmented(consumer: nn.Linear) -> torch.Tensor:
+    """[W b] of a Linear (b = 0 without a bias): what `refit` reproduces, in Gram's column order."""
+    bias = consumer.bias if consumer.bias is not None else consumer.weight.new_zeros(consumer.out_features)
+    return torch.cat([consumer.weight, bias[:, None]], 1).detach().clone()
+
+
+@torch.no_grad()
+def refit(consumer: nn.Linear, dense: torch.Tensor, gram: Gram, index: torch.Tensor, damp: float = 0.01) -> None:
+    """Least-squares weights (and bias) for the kept columns `index` so the sliced consumer reproduces the
+    output `dense` (`augmented` before slicing) gave on the calibration inputs: G_kk [W' b']^T = G_k: [W b]^T.
+
+    What the removed units contributed is carried, as far as the kept ones correlate with them, by the
+    kept columns and the bias (Kwon et al., 2022 reconstruct pruned BERT layers this way, without training).
+    """
+    g = gram.matrix.double()
+    has_bias = consumer.bias is not None
+    keep = torch.cat([index, index.new_tensor([len(g) - 1])]) if has_bias else index
+    system = g[keep][:, keep]
+    system += damp * system.diagonal().mean() * torch.eye(len(keep), dtype=g.dtype, device=g.device)
+    solution = torch.linalg.solve(system, g[keep] @ dense.double().T).T.to(consumer.weight.dtype)
+    consumer.weight.copy_(solution[:, : len(index)])
+    if has_bias:
+        consumer.bias.copy_(solution[:, -1])
 
 
 def _slice(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
@@ -134,6 +179,11 @@ class UnitsSpec(PassSpec):
         "l2", description="Unit score: norm of its weights (l1, l2), its output on calibration batches, or random."
     )
     steps: int = Field(1, ge=1, description="Prune in this many equal steps spread over fine-tuning; 1: at once.")
+    reconstruct: bool = Field(
+        False,
+        description="Refit each shrunk block's output Linear by least squares on calibration batches, so it "
+        "reproduces the block's output before the cut (recovers much of the loss before any fine-tuning).",
+    )
     strict: bool = Field(False, description="Stop at a module that cannot be pruned instead of skipping it.")
 
 
@@ -187,15 +237,25 @@ class UnitsPass(Pass):
             self._drop(name, "never runs on the calibration batches, so activation importance cannot score it")
         scores = {n: s for n, s in scores.items() if s is not None}
         removal = channels_to_remove(scores, self.initial, ratio)
+        grams = self._grams([n for n, r in removal.items() if len(r)]) if self.spec.reconstruct else {}
         for name, remove in removal.items():
             if len(remove):
-                self._remove(name, remove)
+                self._remove(name, remove, grams.get(name))
         self.applied = ratio
         self._check_strict()
 
-    def _remove(self, name: str, remove: torch.Tensor) -> None:
-        """Shrink one block; if the model no longer runs, put the block back and skip it with the reason."""
+    def _grams(self, names: list[str]) -> dict[str, Gram]:
+        """The inputs' Gram matrix of each named block's consumer, from one pass over the calibration batches."""
+        if not self.ctx.calibration:
+            raise BadInput(f"kind: {self.kind}: reconstruct needs calibration batches, and none were given")
+        consumers = {name: self.blocks[name].consumer for name in names}
+        return gather(self.model, consumers, [x for x, _ in self.ctx.calibration], Gram)
+
+    def _remove(self, name: str, remove: torch.Tensor, gram: Gram | None = None) -> None:
+        """Shrink one block (refitting its consumer when `gram` is given); if the model no longer runs,
+        put the block back and skip it with the reason."""
         block = self.blocks[name]
+        dense = augmented(block.consumer)
         keep = torch.tensor(sorted(set(range(block.units)) - set(remove.tolist())), dtype=torch.long)
         snapshot = {
             "model_state": {k: v.clone() for k, v in block.owner.state_dict().items()},
@@ -204,6 +264,8 @@ class UnitsPass(Pass):
         was_training = self.model.training
         try:
             keep_units(block, keep)
+            if gram is not None:
+                refit(block.consumer, dense, gram, unit_index(block, keep))
             with torch.no_grad():
                 forward(self.model.eval(), self.ctx.example_input)
         except Exception as exc:  # the forward is user code: any error means this block cannot shrink
