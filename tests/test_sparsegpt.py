@@ -11,7 +11,8 @@ from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from sparsecli.passes import PassContext, build
-from sparsecli.passes.sparsegpt import Hessian, sparsegpt_prune
+from sparsecli.passes.calibration import Gram
+from sparsecli.passes.sparsegpt import sparsegpt_prune
 from sparsecli.recipe import PassEntry
 from tests.conftest import CONFIGS, FAST, overrides
 
@@ -82,12 +83,15 @@ def test_two_of_four_groups_through_the_pass_and_dead_inputs_stay_finite():
     assert not any(m._forward_hooks for m in model.modules())
 
 
-def test_hessian_accumulates_batches_like_one_pass():
+def test_gram_accumulates_batches_like_one_pass():
     inputs = _correlated_inputs(4, 100, 6)
-    hessian = Hessian(nn.Linear(6, 2))
+    gram, with_bias = Gram(nn.Linear(6, 2)), Gram(nn.Linear(6, 2), bias=True)
     for chunk in inputs.split(30):
-        hessian.add(chunk)
-    assert torch.allclose(hessian.matrix, 2 * inputs.T @ inputs / 100, atol=1e-5)
+        gram.add(chunk)
+        with_bias.add(chunk)
+    assert torch.allclose(gram.matrix, inputs.T @ inputs / 100, atol=1e-5)
+    ones = torch.cat([inputs, torch.ones(100, 1)], 1)
+    assert torch.allclose(with_bias.matrix, ones.T @ ones / 100, atol=1e-5)
 
 
 def test_blocksize_must_hold_whole_groups():

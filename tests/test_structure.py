@@ -9,8 +9,9 @@ from torch import nn
 
 from sparsecli.models.zoo import ZOO
 from sparsecli.passes import PassContext
+from sparsecli.passes.calibration import Gram
 from sparsecli.passes.neurons import NeuronsPass, NeuronsSpec
-from sparsecli.passes.structure import Gram, augmented, refit
+from sparsecli.passes.structure import augmented, refit
 
 
 def test_refit_recovers_a_removed_column_that_kept_columns_carry():
@@ -19,7 +20,7 @@ def test_refit_recovers_a_removed_column_that_kept_columns_carry():
     x = torch.cat([x, x[:, :1] - 2 * x[:, 1:2] + 0.5], 1)  # column 4 = x0 - 2 x1 + 0.5: redundant
     layer = nn.Linear(5, 3)
     expected = layer(x).detach()
-    gram = Gram(layer)
+    gram = Gram(layer, bias=True)
     for chunk in x.split(100):  # accumulated batch by batch, as on calibration batches
         gram.add(chunk)
     dense, keep = augmented(layer), torch.arange(4)

@@ -58,6 +58,27 @@ class Statistic(Protocol):
     def add(self, inputs: torch.Tensor) -> None: ...
 
 
+class Gram:
+    """X^T X / n of a layer's input matrices over all calibration samples, accumulated batch by batch without
+    keeping X. With `bias`, X gains a column of ones: the input a bias multiplies.
+
+    SparseGPT's Hessian of the layer's output error is 2 X^T X / n, this up to a factor its updates cancel;
+    least-squares refits of pruned blocks (`passes/structure.py`) solve their normal equations from it.
+    """
+
+    def __init__(self, module: nn.Module, bias: bool = False):
+        columns = weight_matrix(module).shape[1] + int(bias)
+        self.matrix = torch.zeros(columns, columns, device=module.weight.device)
+        self.bias, self.samples = bias, 0
+
+    def add(self, inputs: torch.Tensor) -> None:
+        if self.bias:
+            inputs = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], 1)
+        total = self.samples + len(inputs)
+        self.matrix = self.matrix * (self.samples / total) + inputs.T @ inputs / total
+        self.samples = total
+
+
 def weight_matrix(module: nn.Module) -> torch.Tensor:
     """The weight as (rows, columns): one row per output, one column per input value it reads."""
     return module.weight.detach().reshape(module.weight.shape[0], -1)

@@ -1,13 +1,14 @@
 """SparseGPT: one-shot pruning by layer-wise reconstruction with the inverse Hessian, no fine-tuning.
 
-For each layer, H = 2 X X^T / n over the calibration inputs X (damped by `percdamp` x its mean diagonal)
-is the Hessian of the layer's output error ||W X - W' X||^2. Columns are processed left to right in
-blocks of `blocksize`: the mask is chosen by the Optimal Brain Surgeon saliency w^2 / [H^-1]_jj^2 (per
-block for an unstructured `target`, per group of M for `nm: "2:4"`), and zeroing each column's pruned
-weights is compensated by updating the columns not yet processed, through the upper Cholesky factor of
-H^-1. Layers are done one at a time in forward order, each from inputs that already pass through the
-pruned layers before it (the paper's sequential mode), so only one layer's Hessian is ever held. The
-relative output error on the calibration inputs, tr(dW H dW^T) / tr(W H W^T), is reported per layer.
+For each layer, H = X X^T / n over the calibration inputs X (damped by `percdamp` x its mean diagonal)
+is, up to a factor 2 that the updates cancel, the Hessian of the layer's output error ||W X - W' X||^2.
+Columns are processed left to right in blocks of `blocksize`: the mask is chosen by the Optimal Brain
+Surgeon saliency w^2 / [H^-1]_jj^2 (per block for an unstructured `target`, per group of M for
+`nm: "2:4"`), and zeroing each column's pruned weights is compensated by updating the columns not yet
+processed, through the upper Cholesky factor of H^-1. Layers are done one at a time in forward order,
+each from inputs that already pass through the pruned layers before it (the paper's sequential mode), so
+only one layer's Hessian is ever held. The relative output error on the calibration inputs,
+tr(dW H dW^T) / tr(W H W^T), is reported per layer.
 Frantar & Alistarh, 2023, "SparseGPT: Massive Language Models Can Be Accurately Pruned in One-Shot"
 (arXiv:2301.00774).
 
@@ -31,7 +32,7 @@ from torch import nn
 
 from sparsecli.errors import RunFailed
 from sparsecli.passes import importance, masking
-from sparsecli.passes.calibration import OneShotPass, OneShotSpec, weight_matrix
+from sparsecli.passes.calibration import Gram, OneShotPass, OneShotSpec, weight_matrix
 from sparsecli.passes.selection import drop_lowest, nm_mask
 
 
@@ -49,21 +50,6 @@ class SparseGPTSpec(OneShotSpec):
         if self.n_m and self.blocksize % self.n_m[1]:
             raise ValueError(f"blocksize {self.blocksize} must be a multiple of M={self.n_m[1]}")
         return self
-
-
-class Hessian:
-    """H = 2 X X^T / n over all calibration samples, accumulated batch by batch without keeping X."""
-
-    def __init__(self, module: nn.Module):
-        columns = weight_matrix(module).shape[1]
-        self.matrix = torch.zeros(columns, columns, device=module.weight.device)
-        self.samples = 0
-
-    def add(self, inputs: torch.Tensor) -> None:
-        total = self.samples + len(inputs)
-        self.matrix *= self.samples / total
-        self.matrix += (2 / total) * inputs.T @ inputs
-        self.samples = total
 
 
 def inverse_hessian_factor(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
@@ -125,7 +111,7 @@ def sparsegpt_prune(
 
 
 def reconstruction_error(before: torch.Tensor, after: torch.Tensor, hessian: torch.Tensor) -> float:
-    """||(W - W') X||^2 / ||W X||^2 on the calibration inputs, read off H = 2 X X^T / n."""
+    """||(W - W') X||^2 / ||W X||^2 on the calibration inputs, read off H = X X^T / n."""
     delta = before - after
     return float(((delta @ hessian) * delta).sum() / ((before @ hessian) * before).sum().clamp_min(1e-12))
 
@@ -135,10 +121,10 @@ class SparseGPTPass(OneShotPass):
     spec_type = SparseGPTSpec
     spec: SparseGPTSpec
 
-    def _statistic(self, module: nn.Module) -> Hessian:
-        return Hessian(module)
+    def _statistic(self, module: nn.Module) -> Gram:
+        return Gram(module)
 
-    def _prune(self, module: nn.Module, statistic: Hessian) -> dict[str, float]:
+    def _prune(self, module: nn.Module, statistic: Gram) -> dict[str, float]:
         before = weight_matrix(module).clone().float()
         s = self.spec
         after, keep = sparsegpt_prune(

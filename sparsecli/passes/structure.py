@@ -20,7 +20,7 @@ from torch import nn
 from sparsecli import checkpoint
 from sparsecli.errors import BadInput
 from sparsecli.passes.base import Pass, PassContext, PassSpec, forward
-from sparsecli.passes.calibration import gather
+from sparsecli.passes.calibration import Gram, gather
 from sparsecli.passes.selection import channels_to_remove, select_modules
 from sparsecli.schedule import stepped
 
@@ -122,22 +122,8 @@ def keep_units(block: Block, keep: torch.Tensor) -> None:
         block.resized(keep)
 
 
-class Gram:
-    """G = [X 1]^T [X 1] / n of a Linear's inputs X on calibration batches (the 1 column carries the bias)."""
-
-    def __init__(self, module: nn.Linear):
-        self.matrix = torch.zeros(module.in_features + 1, module.in_features + 1, device=module.weight.device)
-        self.samples = 0
-
-    def add(self, inputs: torch.Tensor) -> None:
-        x = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], 1)
-        total = self.samples + len(x)
-        self.matrix = self.matrix * (self.samples / total) + x.T @ x / total
-        self.samples = total
-
-
 def augmented(consumer: nn.Linear) -> torch.Tensor:
-    """[W b] of a Linear (b = 0 without a bias): what `refit` reproduces, in Gram's column order."""
+    """[W b] of a Linear (b = 0 without a bias): what `refit` reproduces, in the order of Gram's columns."""
     bias = consumer.bias if consumer.bias is not None else consumer.weight.new_zeros(consumer.out_features)
     return torch.cat([consumer.weight, bias[:, None]], 1).detach().clone()
 
@@ -249,7 +235,7 @@ class UnitsPass(Pass):
         if not self.ctx.calibration:
             raise BadInput(f"kind: {self.kind}: reconstruct needs calibration batches, and none were given")
         consumers = {name: self.blocks[name].consumer for name in names}
-        return gather(self.model, consumers, [x for x, _ in self.ctx.calibration], Gram)
+        return gather(self.model, consumers, [x for x, _ in self.ctx.calibration], lambda m: Gram(m, bias=True))
 
     def _remove(self, name: str, remove: torch.Tensor, gram: Gram | None = None) -> None:
         """Shrink one block (refitting its consumer when `gram` is given); if the model no longer runs,
