@@ -44,6 +44,7 @@ _SENTENCE_END = re.compile(r"(?<=[a-z0-9)][.!?])\s+(?=[A-Z])")
 _PROSE = re.compile(r"^[A-Z][A-Za-z0-9 ,;:'()\-]+[.!?]$")
 # Not docstring prose: the test suite (code), a rot13 poem, a web-browser joke.
 _NOT_PROSE = {"test", "this", "antigravity"}
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def builtin_records(modules: Sequence[str] = BUILTIN_MODULES) -> list[dict[str, Any]]:
@@ -82,8 +83,7 @@ def _docstrings(name: str) -> list[str]:
             tree = ast.parse(path.read_bytes())
         except (SyntaxError, ValueError):  # e.g. lib2to3's Python 2 fixtures
             continue
-        documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-        docs += [d for node in ast.walk(tree) if isinstance(node, documented) and (d := ast.get_docstring(node))]
+        docs += [d for node in ast.walk(tree) if isinstance(node, _DOCUMENTED) and (d := ast.get_docstring(node))]
     return docs
 
 

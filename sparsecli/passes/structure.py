@@ -106,26 +106,23 @@ def _contributions(
     return {n: sums[n] / counts[n] if counts[n] else None for n in sums}
 
 
-def unit_index(block: Block, keep: torch.Tensor) -> torch.Tensor:
-    """The consumer's input columns (and producers' output rows) of the units `keep`."""
-    return (keep[:, None] * block.unit + torch.arange(block.unit)).flatten().to(block.consumer.weight.device)
-
-
 @torch.no_grad()
-def keep_units(block: Block, keep: torch.Tensor) -> None:
-    """Keep only the units `keep` (sorted indices): slice producer rows and consumer columns in place."""
-    index = unit_index(block, keep)
+def keep_units(block: Block, keep: torch.Tensor) -> torch.Tensor:
+    """Keep only the units `keep` (sorted indices): slice producer rows and consumer columns in place.
+    Returns the consumer columns kept."""
+    index = (keep[:, None] * block.unit + torch.arange(block.unit)).flatten().to(block.consumer.weight.device)
     for linear in block.producers:
         _slice(linear, index, dim=0)
     _slice(block.consumer, index, dim=1)
     if block.resized is not None:
         block.resized(keep)
+    return index
 
 
 def augmented(consumer: nn.Linear) -> torch.Tensor:
     """[W b] of a Linear (b = 0 without a bias): what `refit` reproduces, in the order of Gram's columns."""
     bias = consumer.bias if consumer.bias is not None else consumer.weight.new_zeros(consumer.out_features)
-    return torch.cat([consumer.weight, bias[:, None]], 1).detach().clone()
+    return torch.cat([consumer.weight, bias[:, None]], 1).detach()
 
 
 @torch.no_grad()
@@ -139,9 +136,10 @@ def refit(consumer: nn.Linear, dense: torch.Tensor, gram: Gram, index: torch.Ten
     g = gram.matrix.double()
     has_bias = consumer.bias is not None
     keep = torch.cat([index, index.new_tensor([len(g) - 1])]) if has_bias else index
-    system = g[keep][:, keep]
+    rows = g[keep]
+    system = rows[:, keep]
     system += damp * system.diagonal().mean() * torch.eye(len(keep), dtype=g.dtype, device=g.device)
-    solution = torch.linalg.solve(system, g[keep] @ dense.double().T).T.to(consumer.weight.dtype)
+    solution = torch.linalg.solve(system, rows @ dense.double().T).T.to(consumer.weight.dtype)
     consumer.weight.copy_(solution[:, : len(index)])
     if has_bias:
         consumer.bias.copy_(solution[:, -1])
@@ -241,7 +239,7 @@ class UnitsPass(Pass):
         """Shrink one block (refitting its consumer when `gram` is given); if the model no longer runs,
         put the block back and skip it with the reason."""
         block = self.blocks[name]
-        dense = augmented(block.consumer)
+        dense = augmented(block.consumer) if gram is not None else None
         keep = torch.tensor(sorted(set(range(block.units)) - set(remove.tolist())), dtype=torch.long)
         snapshot = {
             "model_state": {k: v.clone() for k, v in block.owner.state_dict().items()},
@@ -249,9 +247,9 @@ class UnitsPass(Pass):
         }
         was_training = self.model.training
         try:
-            keep_units(block, keep)
-            if gram is not None:
-                refit(block.consumer, dense, gram, unit_index(block, keep))
+            index = keep_units(block, keep)
+            if gram is not None and dense is not None:
+                refit(block.consumer, dense, gram, index)
             with torch.no_grad():
                 forward(self.model.eval(), self.ctx.example_input)
         except Exception as exc:  # the forward is user code: any error means this block cannot shrink
