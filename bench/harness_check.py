@@ -5,9 +5,15 @@
 For each run folder (holding dense.onnx and model.onnx):
 1. runs `sparsecli benchmark dense.onnx model.onnx --batch 1,32 --json` twice, back to back;
 2. times the same two files with a plain onnxruntime loop (no sparsecli code: a default session per
-   model, one alive at a time, random inputs, blocks alternating A B A B, median of each);
+   model, one alive at a time, random inputs, blocks alternating A B A B);
 3. checks that the two harness runs' speedups agree within 5% and that they are within 10% of the plain
    loop's speedup, for every batch.
+
+The plain loop's speedup is timeit's: each model's fastest block median ("the lowest value gives a lower
+bound for how fast your machine can run the snippet; higher values are typically caused by other processes
+interfering", Python's timeit documentation). Its median over all calls is recorded too, but on a shared
+host it measures how long the neighbours were busy (the host slowed 1.5x for seconds at a time here), as
+the harness's dropped slow rounds do.
 
 Writes bench/results/harness_check.json and .md (one entry per run folder, updated in place).
 """
@@ -77,12 +83,21 @@ def plain_loop(run_dir: Path, batch: int, seconds: float = PLAIN_SECONDS) -> dic
     Only one session exists at a time: two live default sessions in one process let the idle one's
     spinning workers slow the other's calls, which is a property of the loop, not of the models.
     """
-    times: list[list[float]] = [[], []]
+    blocks: list[list[list[float]]] = [[], []]
     for _ in range(PLAIN_ROUNDS):
         for i, name in enumerate(("dense.onnx", "model.onnx")):
-            times[i] += _time_alone(run_dir / name, batch, seconds / (2 * PLAIN_ROUNDS))
-    p50 = [float(np.median(t)) for t in times]
-    return {"dense_p50_ms": p50[0], "model_p50_ms": p50[1], "speedup": p50[0] / p50[1], "calls_each": len(times[0])}
+            blocks[i].append(_time_alone(run_dir / name, batch, seconds / (2 * PLAIN_ROUNDS)))
+    best = [min(float(np.median(b)) for b in model) for model in blocks]
+    p50 = [float(np.median(np.concatenate(model))) for model in blocks]
+    return {
+        "dense_best_block_ms": best[0],
+        "model_best_block_ms": best[1],
+        "speedup": best[0] / best[1],
+        "dense_p50_ms": p50[0],
+        "model_p50_ms": p50[1],
+        "p50_speedup": p50[0] / p50[1],
+        "calls_each": sum(len(b) for b in blocks[0]),
+    }
 
 
 def _row(b: int, runs: list[dict], plain: dict) -> dict:
@@ -134,7 +149,8 @@ def markdown(results: dict) -> str:
         "# Harness check: `sparsecli benchmark dense.onnx model.onnx --batch 1,32 --json`",
         "",
         f"Two back-to-back runs must agree within {REPEAT_TOLERANCE:.0%}; their mean must be within "
-        f"{INDEPENDENT_TOLERANCE:.0%} of a plain onnxruntime loop (default sessions, calls alternating, medians).",
+        f"{INDEPENDENT_TOLERANCE:.0%} of a plain onnxruntime loop (default sessions, blocks alternating; timeit's "
+        "fastest block median per model; its all-calls median speedup in brackets).",
         "",
         "| run | batch | speedup run 1 [95% CI] | speedup run 2 [95% CI] | repeat diff | plain loop | vs plain | "
         "noise floor | rounds kept | result |",
@@ -147,7 +163,8 @@ def markdown(results: dict) -> str:
             ok = "pass" if r["repeat_ok"] and r["independent_ok"] else "FAIL"
             lines.append(
                 f"| {entry['run_dir']} | {r['batch']} | {cis[0]} | {cis[1]} | {r['repeat_difference']:.1%} | "
-                f"{r['plain_loop']['speedup']:.3f} | {r['independent_difference']:.1%} | "
+                f"{r['plain_loop']['speedup']:.3f} ({r['plain_loop']['p50_speedup']:.3f}) | "
+                f"{r['independent_difference']:.1%} | "
                 f"{' / '.join(f'±{n:.1%}' for n in r['noise_floor'])} | {' / '.join(r['rounds_kept_of_timed'])} | "
                 f"{ok}{flags} |"
             )
@@ -181,6 +198,7 @@ def main(argv: list[str]) -> int:
             print(
                 f"{run_dir} batch {r['batch']}: speedups {r['speedups'][0]:.3f} / {r['speedups'][1]:.3f} "
                 f"(repeat diff {r['repeat_difference']:.1%}), plain loop {r['plain_loop']['speedup']:.3f} "
+                f"[all-calls median {r['plain_loop']['p50_speedup']:.3f}] "
                 f"(diff {r['independent_difference']:.1%}) -> {verdict}"
             )
     path.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,6 +1,8 @@
 """onnxruntime timing of several models side by side: the harness behind `sparsecli benchmark` and `prune`.
 
 Method (docs/benchmark.md has the full account):
+- timing runs in a fresh process whose sessions share one onnxruntime thread pool (bench_worker), so no
+  session's idle workers spin against another's calls and blocks need no pause between them;
 - every session is created once (creation time and memory measured), then warmed up at each batch;
 - timed in rounds: one block of back-to-back runs per model, order alternating (A B C, C B A, ...),
   so drift on a shared machine hits every model alike;
@@ -12,7 +14,6 @@ Method (docs/benchmark.md has the full account):
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsecli import bench_inputs, bench_stats, bench_system, bench_timing
+from sparsecli import bench_inputs, bench_stats, bench_system, bench_timing, bench_worker
 from sparsecli.bench_inputs import InputSpec
 from sparsecli.bench_session import (
     DEFAULT_MIN_TIME,
@@ -32,6 +33,7 @@ from sparsecli.bench_session import (
     check_provider,
     open_session,
     runner,
+    session_options,
 )
 from sparsecli.errors import BadInput
 
@@ -48,7 +50,6 @@ class Model:
     name: str = ""
     sess: Any = None
     create_ms: float = 0.0
-    threads: set[int] = field(default_factory=set)  # kernel thread ids onnxruntime started for this session
     memory: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,10 +105,10 @@ def _model_result(i: int, blocks: list, kept: list[int], contended: bool, feeds:
     }
 
 
-def _contention(clocks: list, allowed: float, loads: list[float | None], clean: list[bool]) -> dict:
+def _contention(clock: bench_system.WaitClock, allowed: float, loads: list[float | None], clean: list[bool]) -> dict:
     measured = [x for x in loads if x is not None]
     return {
-        "wait_clock": all(c.available for c in clocks),
+        "wait_clock": clock.available,
         "allowed_foreign_load": allowed,
         "foreign_load_median": float(np.median(measured)) if measured else None,
         "foreign_load_max": float(max(measured)) if measured else None,
@@ -122,27 +123,25 @@ def time_batch(models: list[Model], batch: int | None, spec: InputSpec, s: Setti
     items = bench_inputs.items(feeds[0])
     runners = [runner(m.sess, f, s) for m, f in zip(models, feeds, strict=True)]
     plan, per_block = _plan(_warm_up(models, runners, s), s)
-    clocks = [bench_system.WaitClock(m.threads | {threading.get_native_id()}) for m in models]
-    workers = [bench_system.WaitClock(m.threads) for m in models]
+    clock = bench_system.WaitClock(bench_system.thread_ids())  # the caller and the shared pool's workers
     usable = bench_system.usable_cpus()
     allowed = max(0, usable - (s.threads or usable)) + s.max_foreign_load
     block_s = None if s.iterations is not None else s.block_s
     report = progress and (lambda done, total: progress(f"{s.provider} batch {items}", done, total))
     try:
-        blocks, loads, clean = bench_timing.time_rounds(
-            runners, clocks, per_block, plan, allowed, block_s, report, workers
-        )
+        blocks, loads, clean = bench_timing.time_rounds(runners, clock, per_block, plan, allowed, block_s, report)
     finally:
-        for clock in clocks + workers:
-            clock.close()
-    kept, contended = bench_stats.keep_rounds(clean, plan.rounds)
+        clock.close()
+    slow = bench_stats.slow_rounds([[b.median_ms for b in model_blocks] for model_blocks in blocks])
+    kept, contended = bench_stats.keep_rounds([c and not w for c, w in zip(clean, slow, strict=True)], plan.rounds)
     rounds = {"wanted": plan.rounds, "timed": plan.timed_rounds, "kept": len(kept)}
-    rounds.update(dropped=plan.timed_rounds - len(kept), contended=contended, timed_s=plan.timed_s)
+    rounds.update(dropped=plan.timed_rounds - len(kept), slow=sum(c and w for c, w in zip(clean, slow, strict=True)))
+    rounds.update(contended=contended, timed_s=plan.timed_s)
     return {
         "provider": s.provider,
         "batch": items,
         "rounds": rounds,
-        "contention": _contention(clocks, allowed, loads, clean),
+        "contention": _contention(clock, allowed, loads, clean),
         "models": [_model_result(i, b, kept, contended, feeds[i], items) for i, b in enumerate(blocks)],
     }
 
@@ -180,21 +179,16 @@ def _interval(r: dict) -> dict:
 
 
 def _open(paths: Sequence[Path], s: Settings) -> list[Model]:
-    """Sessions for the models (and the control), with creation time, memory and the threads each started."""
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:
-        raise BadInput(f"no such model file: {', '.join(missing)}")
+    """Sessions for the models (and the control), with creation time and memory."""
     roles = ["baseline"] + ["model"] * (len(paths) - 1) + (["control"] if s.control else [])
     models = [Model(Path(p), role) for p, role in zip([*paths, paths[0]], roles, strict=False)]
     _names(models)
-    bench_system.prime_runtime()
+    bench_system.prime_runtime(session_options())
     for model in models:
-        before = bench_system.thread_ids()
         with bench_system.memory_window(model.memory):
             start = time.perf_counter()
             model.sess = open_session(model.path, s)
             model.create_ms = (time.perf_counter() - start) * 1000
-        model.threads = bench_system.thread_ids() - before
     return models
 
 
@@ -218,10 +212,23 @@ def run(
     s: Settings | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """Benchmark `paths` (the first is the baseline) at each batch; the document of schemas/benchmark.schema.json."""
+    """Benchmark `paths` (the first is the baseline) at each batch; the document of schemas/benchmark.schema.json.
+
+    The timing runs in a fresh process (bench_worker); its errors about the inputs come back as BadInput.
+    """
     spec = spec or InputSpec()
     s = s or Settings()
     check_provider(s.provider)
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise BadInput(f"no such model file: {', '.join(missing)}")
+    return bench_worker.call(paths, batches, spec, s, progress)
+
+
+def measure(
+    paths: Sequence[Path], batches: Sequence[int | None], spec: InputSpec, s: Settings, progress: Progress | None
+) -> dict:
+    """`run`'s work, in a process whose sessions share one thread pool (bench_session.share_threads)."""
     models = _open(paths, s)
     bench_inputs.check_names([m.sess.get_inputs() for m in models], spec)
     results, ratios, controls = [], [], []
@@ -235,7 +242,7 @@ def run(
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "sparsecli.benchmark",
-        "environment": bench_system.environment(s.provider),
+        "environment": {**bench_system.environment(s.provider), "process_threads": len(bench_system.thread_ids())},
         "settings": {**asdict(s), "io_binding": s.provider != "cpu" and not s.include_copies},
         "inputs": spec.describe(),
         "models": [{"index": i, **_describe(m)} for i, m in enumerate(models)],

@@ -152,7 +152,8 @@ def _notes(document: dict[str, Any], result: dict[str, Any]) -> list[str]:
     waited = sum(m["runs"]["waited"] for m in result["models"])
     timed = sum(m["runs"]["timed"] for m in result["models"])
     notes = [
-        f"rounds: {rounds['kept']} kept of {rounds['timed']} ({rounds['dropped']} dropped as contended) in "
+        f"rounds: {rounds['kept']} kept of {rounds['timed']} ({rounds['dropped'] - rounds['slow']} dropped as "
+        f"contended, {rounds['slow']} as the machine ran slow) in "
         f"{rounds['timed_s']:.1f} s; runs in which our threads waited for a CPU: {waited} of {timed}"
         + ("" if rounds["contended"] else " (left out)"),
         f"other processes' CPU during rounds: {'n/a' if load is None else f'{load:.2f} cores (median)'}",

@@ -37,7 +37,7 @@ class Settings:
     include_copies: bool = False  # GPU: time host<->device copies too (else I/O binding keeps them out)
     control: bool = True  # a second session of the baseline, timed like the others
     max_foreign_load: float = 0.25  # cores other processes may take beyond those the session leaves idle
-    block_s: float = 0.05  # target wall time of one model's block in a round (min_time mode)
+    block_s: float = 0.01  # target wall time of one model's block in a round (min_time mode)
     min_rounds: int = 20
     rounds: int | None = None  # iterations mode: rounds to split the iterations into (default min(N, min_rounds))
     seed: int = 0
@@ -58,18 +58,37 @@ def check_provider(provider: str) -> str:
     return PROVIDERS[provider]
 
 
+def share_threads(s: Settings) -> None:
+    """Give this process one onnxruntime thread pool of the settings' sizes, for every session it opens.
+
+    Must run before the process's first session. With a pool per session, the workers of the model
+    timed last keep spinning for ~40 ms and take the CPU from the next model's block; with one shared
+    pool the same workers serve every model, spinning between calls as they do in a loop over one
+    model. After this, sessions with their own pools cannot be created in this process (bench_worker).
+    """
+    from onnxruntime.capi import _pybind_state
+
+    _pybind_state.set_global_thread_pool_sizes(s.threads or 0, s.inter_threads or 0)  # 0: onnxruntime's default
+
+
+def session_options(s: Settings | None = None):
+    """Options for a session on the shared pool (share_threads); graph level and mode from `s`."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.use_per_session_threads = False
+    if s is not None:
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT[s.graph_opt])
+        options.execution_mode = getattr(ort.ExecutionMode, EXECUTION_MODE[s.execution_mode])
+    return options
+
+
 def open_session(path: Path, s: Settings):
-    """A session with the settings' provider and options; refuses a silent fallback to CPU."""
+    """A session on the shared pool with the settings' provider and options; refuses a silent fallback to CPU."""
     import onnxruntime as ort
 
     wanted = check_provider(s.provider)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT[s.graph_opt])
-    options.execution_mode = getattr(ort.ExecutionMode, EXECUTION_MODE[s.execution_mode])
-    if s.threads:
-        options.intra_op_num_threads = s.threads
-    if s.inter_threads:
-        options.inter_op_num_threads = s.inter_threads
+    options = session_options(s)
     try:
         sess = ort.InferenceSession(str(path), options, providers=[PROVIDERS[p] for p in CHAINS[s.provider]])
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable or invalid models

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import platform
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,9 +61,9 @@ def memory_window(memory: dict[str, Any]) -> Iterator[None]:
             memory["method"] = MEMORY_METHOD if reset else MEMORY_METHOD.replace(", peak reset", ", no peak reset")
 
 
-@functools.cache
-def prime_runtime() -> None:
-    """Create one throwaway session so onnxruntime's one-time set-up is not billed to the first model."""
+def prime_runtime(options: Any) -> None:
+    """Create one throwaway session so onnxruntime's one-time set-up (the environment, the thread pool) is not
+    billed to the first model."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -79,7 +77,7 @@ def prime_runtime() -> None:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = min(model.ir_version, onnx.IR_VERSION)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     sess.run(None, {"x": np.zeros(1, dtype=np.float32)})
 
 
@@ -173,8 +171,7 @@ class WaitClock:
 
     def __init__(self, tids: set[int]):
         self.fds: list[int] = []
-        self.tids = sorted(tids)
-        for tid in self.tids:
+        for tid in sorted(tids):
             with contextlib.suppress(OSError):
                 self.fds.append(os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY))
         self.available = False
@@ -183,41 +180,18 @@ class WaitClock:
         except (OSError, ValueError, IndexError):
             self.close()
 
-    def ns(self, field: int = 1) -> int:
-        """Waiting time (field 1), or time on a CPU (field 0), summed over the threads."""
+    def ns(self) -> int:
+        """Time spent waiting for a CPU, summed over the threads."""
         total = 0
         for fd in self.fds:
             try:
-                total += int(os.pread(fd, 64, 0).split()[field])
+                total += int(os.pread(fd, 64, 0).split()[1])
             except (OSError, ValueError, IndexError):  # a thread that exited: it waits no more
                 continue
         return total
-
-    def settle(self, poll_s: float = 0.0005, limit_s: float = 0.5) -> float:
-        """Wait until none of these threads is runnable (at most `limit_s`); the seconds waited.
-
-        onnxruntime's idle workers keep spinning on a CPU for tens of ms after a call (measured: ~40 ms).
-        When the next model's block starts during that, two sessions share the cores, which no deployment
-        of either sees. A spinning thread is runnable ('R') even while it waits for a CPU; a parked one sleeps.
-        """
-        start = time.perf_counter()
-        while self.available and any(_state(tid) == "R" for tid in self.tids):
-            if time.perf_counter() - start > limit_s:
-                break
-            time.sleep(poll_s)
-        return time.perf_counter() - start
 
     def close(self) -> None:
         for fd in self.fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.fds = []
-
-
-def _state(tid: int) -> str:
-    """A thread's scheduler state letter (R running or runnable, S sleeping, ...); '' once it has exited."""
-    try:
-        with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return ""

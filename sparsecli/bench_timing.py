@@ -8,7 +8,10 @@ Two checks, both recorded:
   CPU time), in cores. Where the run-delay clock is unavailable, a round is contended when that load
   exceeds the cores the session leaves idle plus `max_foreign_load`; where it is available the load is
   recorded only, since the clock tells whether those processes ran instead of ours or beside them.
-Contended rounds are dropped and repeated, within a budget of twice the planned rounds and time.
+- per round, afterwards: whether the machine itself ran slow (bench_stats.slow_rounds: a model's block
+  median well above its fast blocks'), which co-tenants of a virtual machine cause out of sight of both
+  checks above.
+Contended and slow rounds are dropped and repeated, within a budget of twice the planned rounds and time.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ class Block:
     wall_ms: np.ndarray
     clean: np.ndarray  # bool per run: our threads did not wait for a CPU during it
     seconds: float  # wall time of the whole block, gaps between runs included
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.wall_ms))
 
 
 class Plan:
@@ -71,44 +78,43 @@ class Plan:
 
 def time_rounds(
     runners: Sequence[Callable[[], object]],
-    clocks: Sequence[WaitClock],
+    clock: WaitClock,
     per_block: Sequence[int],
     plan: Plan,
     allowed_foreign: float,
     block_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
-    workers: Sequence[WaitClock] = (),
 ) -> tuple[list[list[Block]], list[float | None], list[bool]]:
     """Blocks[model][round], each round's foreign load and cleanliness; `block_s` re-aims block sizes per round.
 
-    `workers` (one clock per model on the threads its session started): after a model's block, its idle
-    workers are let stop spinning before the next model's block starts, so each model is timed as it
-    runs alone, with its own spinning between its own calls as in any deployment.
+    A round counts toward the plan when it is clean and, judged against the rounds so far, not slow;
+    the caller judges slowness again against all rounds (bench_stats.slow_rounds).
+
+    The sessions share one thread pool (bench_session.share_threads), so blocks follow each other with no
+    pause: the pool's workers spin between calls of any model, as they do in a loop over one.
     """
     per_block = list(per_block)
     blocks: list[list[Block]] = [[] for _ in runners]
+    medians: list[list[float]] = [[] for _ in runners]
     loads: list[float | None] = []
     clean_rounds: list[bool] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a timed run would be billed to whichever model was running
     try:
-        for clock in workers:
-            clock.settle()
         while not plan.done():
             order = range(len(runners)) if len(loads) % 2 == 0 else reversed(range(len(runners)))
             start = bench_stats.cpu_sample()
             for i in order:
-                blocks[i].append(_block(runners[i], clocks[i], per_block[i]))
-                if workers:
-                    workers[i].settle()
+                blocks[i].append(_block(runners[i], clock, per_block[i]))
+                medians[i].append(blocks[i][-1].median_ms)
             end = bench_stats.cpu_sample()
             load = bench_stats.foreign_load(start, end)
-            if all(c.available for c in clocks):
+            if clock.available:
                 clean = all(b[-1].clean.mean() >= MIN_CLEAN_SHARE for b in blocks)
             else:
                 clean = load is None or load <= allowed_foreign
             loads, clean_rounds = [*loads, load], [*clean_rounds, clean]
-            plan.add(clean, end.wall - start.wall)
+            plan.add(clean and not bench_stats.slow_rounds(medians)[-1], end.wall - start.wall)
             if progress:
                 progress(*plan.progress())
             if block_s:
@@ -126,8 +132,8 @@ def _reaim(runs: int, last: Block, block_s: float) -> int:
 
 
 def _block(run: Callable[[], object], clock: WaitClock, runs: int) -> Block:
-    """`runs` timed calls, after one untimed call that wakes the session's parked workers (~0.2 ms here) and
-    refills the caches the other models used: steady-state calls are what is measured, as in a loop."""
+    """`runs` timed calls, after one untimed call that refills the caches the other models used: steady-state
+    calls are what is measured, as in a loop."""
     wall = np.empty(runs, dtype=np.int64)
     waited = np.zeros(runs, dtype=np.int64)
     run()

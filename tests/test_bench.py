@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -188,22 +187,15 @@ def test_wait_clock_reads_our_threads():
         clock.close()
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-def test_settle_waits_until_the_sessions_spinning_workers_stop(mlps):
-    before = bench_system.thread_ids()
-    sess = bench.open_session(mlps[1], bench.Settings(threads=2))
-    workers = bench_system.WaitClock(bench_system.thread_ids() - before)
-    try:
-        assert workers.available  # 2 intra-op threads: the caller and one worker onnxruntime started
-        feed = {"input": np.ones((64, 64), np.float32)}
-        for _ in range(20):
-            sess.run(None, feed)
-        assert workers.settle() < 0.5
-        ran = workers.ns(0)
-        time.sleep(0.02)
-        assert workers.ns(0) - ran < 0.004e9  # idle now: under a fifth of a core over 20 ms
-    finally:
-        workers.close()
+def test_slow_rounds_flag_a_spell_of_slow_machine_but_not_a_run_slow_throughout():
+    fast, slow = [1.0, 1.02, 0.99, 1.01] * 5, [1.5, 1.55, 1.52, 1.49, 1.5]
+    base = fast[:10] + slow + fast[10:]
+    model = [m / 2.7 for m in fast[:10]] + [m / 2.1 for m in slow] + [m / 2.7 for m in fast[10:]]
+    flags = bench_stats.slow_rounds([base, model])
+    assert flags == [False] * 10 + [True] * 5 + [False] * 10
+    assert bench_stats.slow_rounds([slow, slow]) == [False] * 5  # compared with itself: nothing to drop
+    assert bench_stats.slow_rounds([[1.0] * 9 + [1.2]]) == [False] * 9 + [True]
+    assert bench_stats.slow_rounds([[]]) == []
 
 
 # -- the harness -----------------------------------------------------------------------------------------
@@ -222,6 +214,17 @@ def test_run_document_matches_schema(encoder):
         assert ratio["interval"]["low"] <= ratio["speedup"] <= ratio["interval"]["high"]
     assert len(doc["controls"]) == 2
     assert all(m["session_create_ms"] > 0 for m in doc["models"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_sessions_share_one_thread_pool_in_a_worker_process(mlps):
+    s = bench.Settings(threads=2, **QUICK)
+    one = bench.run([mlps[0]], [4], s=bench.Settings(threads=2, control=False, **QUICK))
+    three = bench.run([mlps[0], mlps[1]], [4], s=s)  # three sessions with the control
+    assert len(three["models"]) == 3
+    # a pool per session would add a worker thread for each session; the shared pool adds none
+    assert three["environment"]["process_threads"] == one["environment"]["process_threads"]
+    assert one["environment"]["process_threads"] >= 2  # the caller and the pool's worker
 
 
 def test_slow_model_gets_a_speedup_below_one(mlps):
