@@ -33,12 +33,12 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 def _request(paths: Sequence[Path], batches: Sequence[int | None], spec: InputSpec, s: Settings) -> str:
     return json.dumps(
         {
-            "paths": [str(Path(p).resolve()) for p in paths],
+            "paths": [str(p) for p in paths],  # as given: the worker shares our working directory
             "batches": list(batches),
             "spec": {
                 "shapes": {k: list(v) for k, v in spec.shapes.items()},
                 "seq_len": spec.seq_len,
-                "npz": str(Path(spec.npz).resolve()) if spec.npz else None,
+                "npz": str(spec.npz) if spec.npz else None,
                 "seed": spec.seed,
             },
             "settings": asdict(s),
