@@ -78,7 +78,7 @@ def _time_alone(path: Path, batch: int, seconds: float) -> list[float]:
 
 
 def plain_loop(run_dir: Path, batch: int, seconds: float = PLAIN_SECONDS) -> dict:
-    """Independent timing: default sessions, one model at a time (A B A B blocks), medians.
+    """Independent timing: default sessions, one model at a time (A B A B blocks); fastest block medians.
 
     Only one session exists at a time: two live default sessions in one process let the idle one's
     spinning workers slow the other's calls, which is a property of the loop, not of the models.

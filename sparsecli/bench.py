@@ -132,11 +132,11 @@ def time_batch(models: list[Model], batch: int | None, spec: InputSpec, s: Setti
         blocks, loads, clean = bench_timing.time_rounds(runners, clock, per_block, plan, allowed, block_s, report)
     finally:
         clock.close()
-    slow = bench_stats.slow_rounds([[b.median_ms for b in model_blocks] for model_blocks in blocks])
+    slow_flags = bench_stats.slow_rounds([[b.median_ms for b in model_blocks] for model_blocks in blocks])
+    slow = [c and w for c, w in zip(clean, slow_flags, strict=True)]  # clean by the clocks, yet the machine ran slow
     kept, contended = bench_stats.keep_rounds([c and not w for c, w in zip(clean, slow, strict=True)], plan.rounds)
     rounds = {"wanted": plan.rounds, "timed": plan.timed_rounds, "kept": len(kept)}
-    rounds.update(dropped=plan.timed_rounds - len(kept), slow=sum(c and w for c, w in zip(clean, slow, strict=True)))
-    rounds.update(contended=contended, timed_s=plan.timed_s)
+    rounds.update(dropped=plan.timed_rounds - len(kept), slow=sum(slow), contended=contended, timed_s=plan.timed_s)
     return {
         "provider": s.provider,
         "batch": items,

@@ -12,7 +12,6 @@ Anything onnxruntime prints goes to stderr, which the caller shows only when the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -126,8 +125,6 @@ def main() -> int:
         _send(channel, error=str(exc))
         return 2
     _send(channel, result=document)
-    with contextlib.suppress(OSError):
-        channel.close()
     return 0
 
 
