@@ -57,6 +57,8 @@ def test_int8_weights_smaller_file_same_zeros(setting, fp32, digits, tmp_path):
     assert {w.dtype for w in weights.values()} == {np.dtype(np.int8)}
     assert set(weights) == set(dict(measure.onnx_weights(onnx.load(str(fp32)))))
     assert path.stat().st_size < 0.45 * fp32.stat().st_size
+    if quantize.REDUCE_RANGE:  # 7-bit weights on a CPU whose INT8 kernels would clamp full-range ones
+        assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights.values()) <= 64
     # symmetric INT8 weights keep every pruned zero a zero
     assert measure.onnx_sparsity(path)["overall"] >= measure.onnx_sparsity(fp32)["overall"]
     check = quantize.check_int8(path, fp32, setting, _evidence(digits), ExportSpec())
@@ -65,6 +67,20 @@ def test_int8_weights_smaller_file_same_zeros(setting, fp32, digits, tmp_path):
     assert check["drop_points"] == pytest.approx(100 * (check["fp32_accuracy"] - check["accuracy"]))
     assert check["drop_points"] <= ExportSpec().max_quantize_drop
     assert ("fake_quant_rel_diff" in check) == (setting.mode == "static")
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "clamps"),
+    [
+        ("x86_64", {"avx2", "fma"}, True),  # AVX2 only: VPMADDUBSW adds pairs in 16 bits
+        ("x86_64", {"avx2", "avx512f", "avx512_vnni"}, False),
+        ("AMD64", {"avx2", "avx_vnni"}, False),
+        ("x86_64", None, True),  # flags unknown (not Linux): assume the worst
+        ("aarch64", {"asimd"}, False),
+    ],
+)
+def test_reduce_range_only_where_int8_kernels_clamp(machine, flags, clamps):
+    assert quantize.u8s8_saturates(machine, flags) is clamps
 
 
 def test_static_calibrates_at_a_fixed_batch(digits, tmp_path):
@@ -200,6 +216,7 @@ def test_quantized_recipe_end_to_end(cli, tmp_path):
     assert set(chain["dense.int8.onnx"]["latency_ms"]["cpu"]) == {"1", "32"}
     q = report["quantization"]
     assert q["setting"] == "static" and all(p["passed"] for p in q["parity"].values())
+    assert q["reduce_range"] is quantize.REDUCE_RANGE
     # the fp32 pruned file is stored sparse (smaller, same outputs); the dense one has nothing to store sparse
     assert report["storage"]["model.fp32.onnx"]["applied"] and not report["storage"]["dense.onnx"]["applied"]
     assert len(onnx.load(str(run / "model.fp32.onnx")).graph.sparse_initializer) > 0
