@@ -115,6 +115,8 @@ def _row(b: int, runs: list[dict], plain: dict) -> dict:
         "contended": [r["contended"] for r in ratios],
         "noise_floor": [next(c for c in doc["controls"] if c["batch"] == b)["noise_floor"] for doc in runs],
         "rounds_kept_of_timed": [f"{r['rounds']['kept']}/{r['rounds']['timed']}" for r in results],
+        "machine_slowdown": [r["machine"]["slowdown"] for r in results],  # canary vs this machine's best run
+        "machine_slow": [r["machine"]["slow"] for r in results],
         "p50_ms": [[m["latency_ms"]["p50"] for m in r["models"]] for r in results],
         "repeat_difference": repeat,
         "repeat_ok": repeat <= REPEAT_TOLERANCE,
@@ -144,17 +146,27 @@ def check(run_dir: Path) -> dict:
     }
 
 
+def _pace(row: dict) -> str:
+    """Each run's machine speed (canary) against this machine's best recorded run: '1.02x / 1.41x slow'."""
+    paces = row.get("machine_slowdown", [])
+    return " / ".join(
+        "first" if x is None else f"{x:.2f}x" + (" slow" if slow else "")
+        for x, slow in zip(paces, row.get("machine_slow", []), strict=True)
+    )
+
+
 def markdown(results: dict) -> str:
     lines = [
         "# Harness check: `sparsecli benchmark dense.onnx model.onnx --batch 1,32 --json`",
         "",
         f"Two back-to-back runs must agree within {REPEAT_TOLERANCE:.0%}; their mean must be within "
         f"{INDEPENDENT_TOLERANCE:.0%} of a plain onnxruntime loop (default sessions, blocks alternating; timeit's "
-        "fastest block median per model; its all-calls median speedup in brackets).",
+        "fastest block median per model; its all-calls median speedup in brackets). "
+        "Machine vs best: the canary's time in each run against the fastest run recorded on this machine.",
         "",
         "| run | batch | speedup run 1 [95% CI] | speedup run 2 [95% CI] | repeat diff | plain loop | vs plain | "
-        "noise floor | rounds kept | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "noise floor | rounds kept | machine vs best | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for entry in results.values():
         for r in entry["batches"]:
@@ -166,7 +178,7 @@ def markdown(results: dict) -> str:
                 f"{r['plain_loop']['speedup']:.3f} ({r['plain_loop']['p50_speedup']:.3f}) | "
                 f"{r['independent_difference']:.1%} | "
                 f"{' / '.join(f'±{n:.1%}' for n in r['noise_floor'])} | {' / '.join(r['rounds_kept_of_timed'])} | "
-                f"{ok}{flags} |"
+                f"{_pace(r)} | {ok}{flags} |"
             )
     lines += [""]
     for entry in results.values():
@@ -199,7 +211,7 @@ def main(argv: list[str]) -> int:
                 f"{run_dir} batch {r['batch']}: speedups {r['speedups'][0]:.3f} / {r['speedups'][1]:.3f} "
                 f"(repeat diff {r['repeat_difference']:.1%}), plain loop {r['plain_loop']['speedup']:.3f} "
                 f"[all-calls median {r['plain_loop']['p50_speedup']:.3f}] "
-                f"(diff {r['independent_difference']:.1%}) -> {verdict}"
+                f"(diff {r['independent_difference']:.1%}); machine vs best {_pace(r)} -> {verdict}"
             )
     path.write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "harness_check.md").write_text(markdown(results))

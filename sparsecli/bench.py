@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sparsecli import bench_inputs, bench_stats, bench_system, bench_timing, bench_worker
+from sparsecli.bench_canary import Canary
 from sparsecli.bench_inputs import InputSpec
 from sparsecli.bench_session import (
     DEFAULT_MIN_TIME,
@@ -33,7 +34,6 @@ from sparsecli.bench_session import (
     check_provider,
     open_session,
     runner,
-    session_options,
 )
 from sparsecli.errors import BadInput
 
@@ -75,18 +75,14 @@ def _plan(estimates: list[float], s: Settings) -> tuple[bench_timing.Plan, list[
     return bench_timing.Plan(s.min_rounds, min_time * len(estimates)), per_block
 
 
-def _warm_up(models: list[Model], runners: list[Callable[[], Any]], s: Settings) -> list[float]:
-    """Untimed runs (memory measured); each model's mean seconds per run over the second half."""
-    estimates = []
-    for model, run in zip(models, runners, strict=True):
-        with bench_system.memory_window(model.memory):
-            took = []
-            for _ in range(max(1, s.warmup)):
-                start = time.perf_counter()
-                run()
-                took.append(time.perf_counter() - start)
-        estimates.append(float(np.mean(took[len(took) // 2 :])))  # sizes the first block; rounds re-aim it
-    return estimates
+def _warm_up(run: Callable[[], Any], s: Settings) -> float:
+    """Untimed runs; the mean seconds per run over the second half (sizes the first block; rounds re-aim it)."""
+    took = []
+    for _ in range(max(1, s.warmup)):
+        start = time.perf_counter()
+        run()
+        took.append(time.perf_counter() - start)
+    return float(np.mean(took[len(took) // 2 :]))
 
 
 def _model_result(i: int, blocks: list, kept: list[int], contended: bool, feeds: dict, items: int) -> dict:
@@ -117,21 +113,31 @@ def _contention(clock: bench_system.WaitClock, allowed: float, loads: list[float
     }
 
 
-def time_batch(models: list[Model], batch: int | None, spec: InputSpec, s: Settings, progress: Progress | None) -> dict:
-    """Warm up and time every model at one batch; statistics from the kept rounds."""
+def time_batch(
+    models: list[Model], canary: Canary, batch: int | None, spec: InputSpec, s: Settings, progress: Progress | None
+) -> dict:
+    """Warm up and time every model at one batch, and the canary in the same rounds; statistics from the
+    kept rounds, and how fast the machine ran in them (bench_canary)."""
     feeds = [bench_inputs.make_feeds(m.sess.get_inputs(), batch, spec) for m in models]
     items = bench_inputs.items(feeds[0])
     runners = [runner(m.sess, f, s) for m, f in zip(models, feeds, strict=True)]
-    plan, per_block = _plan(_warm_up(models, runners, s), s)
+    estimates = []
+    for model, run in zip(models, runners, strict=True):
+        with bench_system.memory_window(model.memory):
+            estimates.append(_warm_up(run, s))
+    plan, per_block = _plan([*estimates, _warm_up(canary.run, s)], s)
     clock = bench_system.WaitClock(bench_system.thread_ids())  # the caller and the shared pool's workers
     usable = bench_system.usable_cpus()
     allowed = max(0, usable - (s.threads or usable)) + s.max_foreign_load
     block_s = None if s.iterations is not None else s.block_s
     report = progress and (lambda done, total: progress(f"{s.provider} batch {items}", done, total))
     try:
-        blocks, loads, clean = bench_timing.time_rounds(runners, clock, per_block, plan, allowed, block_s, report)
+        blocks, loads, clean = bench_timing.time_rounds(
+            [*runners, canary.run], clock, per_block, plan, allowed, block_s, report
+        )
     finally:
         clock.close()
+    canary_blocks = blocks.pop()
     slow_flags = bench_stats.slow_rounds([[b.median_ms for b in model_blocks] for model_blocks in blocks])
     slow = [c and w for c, w in zip(clean, slow_flags, strict=True)]  # clean by the clocks, yet the machine ran slow
     kept, contended = bench_stats.keep_rounds([c and not w for c, w in zip(clean, slow, strict=True)], plan.rounds)
@@ -142,6 +148,7 @@ def time_batch(models: list[Model], batch: int | None, spec: InputSpec, s: Setti
         "batch": items,
         "rounds": rounds,
         "contention": _contention(clock, allowed, loads, clean),
+        "machine": canary.judge([canary_blocks[r].median_ms for r in kept]),
         "models": [_model_result(i, b, kept, contended, feeds[i], items) for i, b in enumerate(blocks)],
     }
 
@@ -167,7 +174,7 @@ def _ratios(result: dict, models: list[Model], s: Settings) -> tuple[list[dict],
                     "index": i,
                     "speedup": r["estimate"],
                     "interval": _interval(r),
-                    "noisy": noisy or result["rounds"]["contended"],
+                    "noisy": noisy or result["rounds"]["contended"] or result["machine"]["slow"],
                     "contended": result["rounds"]["contended"],
                 }
             )
@@ -183,7 +190,6 @@ def _open(paths: Sequence[Path], s: Settings) -> list[Model]:
     roles = ["baseline"] + ["model"] * (len(paths) - 1) + (["control"] if s.control else [])
     models = [Model(Path(p), role) for p, role in zip([*paths, paths[0]], roles, strict=False)]
     _names(models)
-    bench_system.prime_runtime(session_options())
     for model in models:
         with bench_system.memory_window(model.memory):
             start = time.perf_counter()
@@ -229,11 +235,13 @@ def measure(
     paths: Sequence[Path], batches: Sequence[int | None], spec: InputSpec, s: Settings, progress: Progress | None
 ) -> dict:
     """`run`'s work, in a process whose sessions share one thread pool (bench_session.share_threads)."""
+    environment = bench_system.environment(s.provider)
+    canary = Canary.open(environment, s)  # first: it primes onnxruntime
     models = _open(paths, s)
     bench_inputs.check_names([m.sess.get_inputs() for m in models], spec)
     results, ratios, controls = [], [], []
     for batch in batches:
-        result = time_batch(models, batch, spec, s, progress)
+        result = time_batch(models, canary, batch, spec, s, progress)
         found, control = _ratios(result, models, s)
         results.append(result)
         ratios += found
@@ -242,7 +250,7 @@ def measure(
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "sparsecli.benchmark",
-        "environment": {**bench_system.environment(s.provider), "process_threads": len(bench_system.thread_ids())},
+        "environment": {**environment, "process_threads": len(bench_system.thread_ids())},
         "settings": {**asdict(s), "io_binding": s.provider != "cpu" and not s.include_copies},
         "inputs": spec.describe(),
         "models": [{"index": i, **_describe(m)} for i, m in enumerate(models)],

@@ -158,6 +158,10 @@ def _notes(document: dict[str, Any], result: dict[str, Any]) -> list[str]:
         + ("" if rounds["contended"] else " (left out)"),
         f"other processes' CPU during rounds: {'n/a' if load is None else f'{load:.2f} cores (median)'}",
     ]
+    machine = result["machine"]
+    pace = "no earlier run recorded" if machine["slowdown"] is None else f"{machine['slowdown']:.2f}x its best"
+    slow = " (slow: ratios marked noisy)" if machine["slow"] else ""
+    notes.append(f"machine speed: canary {_ms(machine['canary_ms'])} ms, {pace}{slow}")
     control = next((c for c in document["controls"] if (c["provider"], c["batch"]) == _key(result)), None)
     if control:
         notes.append(f"noise floor (control vs baseline): ±{control['noise_floor']:.1%}")

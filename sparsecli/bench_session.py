@@ -83,19 +83,23 @@ def session_options(s: Settings | None = None):
     return options
 
 
-def open_session(path: Path, s: Settings):
-    """A session on the shared pool with the settings' provider and options; refuses a silent fallback to CPU."""
+def open_session(model: Path | bytes, s: Settings, name: str | None = None):
+    """A session on the shared pool with the settings' provider and options; refuses a silent fallback to CPU.
+
+    `model` is a file, or a serialized model (then `name` says what it is in messages)."""
     import onnxruntime as ort
 
     wanted = check_provider(s.provider)
     options = session_options(s)
+    name = name or str(model)
+    source = model if isinstance(model, bytes) else str(model)
     try:
-        sess = ort.InferenceSession(str(path), options, providers=[PROVIDERS[p] for p in CHAINS[s.provider]])
+        sess = ort.InferenceSession(source, options, providers=[PROVIDERS[p] for p in CHAINS[s.provider]])
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable or invalid models
-        raise BadInput(f"{path}: onnxruntime cannot load it: {exc}") from None
+        raise BadInput(f"{name}: onnxruntime cannot load it: {exc}") from None
     if sess.get_providers()[0] != wanted:
         raise BadInput(
-            f"--provider {s.provider}: onnxruntime lists {wanted} but could not start it for {path.name} "
+            f"--provider {s.provider}: onnxruntime lists {wanted} but could not start it for {name} "
             f"(the session fell back to {sess.get_providers()[0]}); check the CUDA, cuDNN and TensorRT libraries"
         )
     return sess

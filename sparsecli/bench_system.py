@@ -1,4 +1,4 @@
-"""The machine side of benchmarking: process memory, a primed runtime, the environment record, warnings."""
+"""The machine side of benchmarking: process memory, the environment record, warnings."""
 
 from __future__ import annotations
 
@@ -59,26 +59,6 @@ def memory_window(memory: dict[str, Any]) -> Iterator[None]:
             memory["peak_rss_growth_bytes"] = max(memory.get("peak_rss_growth_bytes") or 0, retained + peak - before)
             memory["rss_growth_bytes"] = retained + after - before
             memory["method"] = MEMORY_METHOD if reset else MEMORY_METHOD.replace(", peak reset", ", no peak reset")
-
-
-def prime_runtime(options: Any) -> None:
-    """Create one throwaway session so onnxruntime's one-time set-up (the environment, the thread pool) is not
-    billed to the first model."""
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "prime",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
-    sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    sess.run(None, {"x": np.zeros(1, dtype=np.float32)})
 
 
 def _cpu_model() -> str:
@@ -143,6 +123,14 @@ def warnings(results: list[dict], controls: list[dict]) -> list[str]:
                 f"{where}: {busy} in {rounds['timed'] - sum(r['contention']['clean_per_round'])} of "
                 f"{rounds['timed']} rounds; every round and run kept, so times include their interference "
                 "(ratios are paired per round and suffer less); rerun on a quiet machine"
+            )
+        machine = r["machine"]
+        if machine["slow"]:
+            found.append(
+                f"{where}: this machine ran {machine['slowdown']:.2f}x slower than its best recorded speed "
+                f"(canary {machine['canary_ms']:.3f} ms vs {machine['best_ms']:.3f} ms) in the rounds kept: a "
+                "busy or throttled host, whose slowdown falls unevenly on models (most on small, multi-threaded "
+                "calls), so ratios may differ on a quiet machine; rerun later"
             )
     for c in controls:
         if c["noise_floor"] > NOISY_CONTROL:

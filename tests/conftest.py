@@ -21,6 +21,13 @@ FAST = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch, tmp_path_factory):
+    """Each test gets an empty per-user cache (the benchmark canary's best times): none leaks between tests
+    or from the machine running them."""
+    monkeypatch.setenv("SPARSECLI_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def cli(monkeypatch, capsys):
     """Run `sparsecli ARGS...` in-process; returns (exit code, stdout, stderr)."""
