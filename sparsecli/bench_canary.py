@@ -82,6 +82,7 @@ def key(environment: dict[str, Any], s: Settings) -> str:
     """What the canary's time depends on besides the host's state: CPU, runtime, provider, session settings."""
     parts = [
         environment["cpu"],
+        environment.get("cpu_id") or "",  # one marketing name covers several generations (AMD EPYC)
         f"{environment['usable_cpus']} cpus",
         f"onnxruntime {environment['onnxruntime']}",
         s.provider,
@@ -94,11 +95,20 @@ def key(environment: dict[str, Any], s: Settings) -> str:
 
 
 def _read(path: Path) -> dict[str, list[list[float]]]:
+    """The cache's entries, {key: [[unix time, ms], ...]}; anything else in the file is ignored."""
     with contextlib.suppress(OSError, ValueError):
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict):
-            return data
+            return {
+                name: [e for e in entries if isinstance(e, list) and len(e) == 2 and all(_number(v) for v in e)]
+                for name, entries in data.items()
+                if isinstance(entries, list)
+            }
     return {}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value >= 0
 
 
 def best(name: str, now: float | None = None) -> float | None:

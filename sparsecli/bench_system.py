@@ -61,12 +61,22 @@ def memory_window(memory: dict[str, Any]) -> Iterator[None]:
             memory["method"] = MEMORY_METHOD if reset else MEMORY_METHOD.replace(", peak reset", ", no peak reset")
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
         for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+            if not line.strip():
+                break
+            name, _, value = line.partition(":")
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def _cpu_id(info: dict[str, str]) -> str | None:
+    """Vendor, family, model and stepping: tells CPU generations apart where the model name does not."""
+    parts = [info.get(k) for k in ("vendor_id", "cpu family", "model", "stepping")]
+    return " ".join(p for p in parts if p) or None
 
 
 def _gpu_names() -> list[str]:
@@ -92,12 +102,14 @@ def environment(provider: str) -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
 
+    info = _cpuinfo()
     env = {
         "onnxruntime": ort.__version__,
         "numpy": np.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        "cpu_id": _cpu_id(info),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable_cpus(),
         "available_providers": ort.get_available_providers(),

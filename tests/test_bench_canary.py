@@ -25,6 +25,7 @@ def test_canary_network_runs_and_is_deterministic():
 
 def test_key_names_what_the_canary_time_depends_on():
     one = bench_canary.key(ENV, Settings(threads=1))
+    assert one != bench_canary.key({**ENV, "cpu_id": "AuthenticAMD 25 17 1"}, Settings(threads=1))
     assert "Test CPU" in one and "2 cpus" in one and "onnxruntime 1.0" in one
     assert one != bench_canary.key(ENV, Settings(threads=2))
     assert one != bench_canary.key({**ENV, "cpu": "Other CPU"}, Settings(threads=1))
@@ -49,6 +50,11 @@ def test_unreadable_or_unwritable_cache_means_no_reference(tmp_path, monkeypatch
     monkeypatch.setenv("SPARSECLI_CACHE_DIR", str(tmp_path))
     bench_canary.cache_file().write_text("{not json")
     assert bench_canary.best("k") is None
+    entries = {"k": [[1, "fast"], "bad", [2e9, float("nan")], [2e9, 0.3], [True, 0.01]], "other": 5}
+    bench_canary.cache_file().write_text(json.dumps(entries))
+    assert bench_canary.best("k", now=2e9) == 0.3  # only well-formed entries count
+    bench_canary.remember("other", 0.2, now=2e9)
+    assert bench_canary.best("other", now=2e9) == 0.2
     blocked = tmp_path / "file"
     blocked.write_text("")
     monkeypatch.setenv("SPARSECLI_CACHE_DIR", str(blocked / "below-a-file"))
