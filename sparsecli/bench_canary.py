@@ -113,18 +113,25 @@ def _number(value: Any) -> bool:
 
 def best(name: str, now: float | None = None) -> float | None:
     """The fastest canary time (ms) recorded for `name` within the last month, or None."""
-    now = time.time() if now is None else now
-    times = [ms for when, ms in _read(cache_file()).get(name, []) if now - when <= MAX_AGE_S]
+    return _fastest(_read(cache_file()).get(name, []), time.time() if now is None else now)
+
+
+def _fastest(entries: list[list[float]], now: float) -> float | None:
+    times = [ms for when, ms in entries if now - when <= MAX_AGE_S]
     return min(times) if times else None
 
 
-def remember(name: str, ms: float, now: float | None = None) -> None:
-    """Record a run's canary time; the newest KEEP_ENTRIES are kept. Written atomically."""
+def remember(name: str, ms: float, now: float | None = None) -> float | None:
+    """Record a run's canary time (the newest KEEP_ENTRIES are kept, written atomically); returns the best
+    recorded before it, as `best` would have."""
+    now = time.time() if now is None else now
     path = cache_file()
     data = _read(path)
-    data[name] = [*data.get(name, []), [time.time() if now is None else now, ms]][-KEEP_ENTRIES:]
+    earlier = _fastest(data.get(name, []), now)
+    data[name] = [*data.get(name, []), [now, ms]][-KEEP_ENTRIES:]
     with contextlib.suppress(RunFailed), atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return earlier
 
 
 @dataclass
@@ -142,9 +149,8 @@ class Canary:
     def judge(self, kept_ms: list[float]) -> dict[str, Any]:
         """How fast the machine ran in the kept rounds (the canary's median block time) against the fastest
         earlier run recorded; then this run is recorded."""
-        reference = best(self.key)
         ran = float(np.median(kept_ms))
-        remember(self.key, ran)
+        reference = remember(self.key, ran)
         slowdown = None if reference is None else ran / reference
         return {
             "canary_ms": ran,

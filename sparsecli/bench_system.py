@@ -61,7 +61,7 @@ def memory_window(memory: dict[str, Any]) -> Iterator[None]:
             memory["method"] = MEMORY_METHOD if reset else MEMORY_METHOD.replace(", peak reset", ", no peak reset")
 
 
-def _cpuinfo() -> dict[str, str]:
+def cpuinfo() -> dict[str, str]:
     """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
     fields: dict[str, str] = {}
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -102,7 +102,7 @@ def environment(provider: str) -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
 
-    info = _cpuinfo()
+    info = cpuinfo()
     env = {
         "onnxruntime": ort.__version__,
         "numpy": np.__version__,

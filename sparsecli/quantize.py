@@ -35,6 +35,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from sparsecli import bench, measure, storage
 from sparsecli.atomic import atomic_path
+from sparsecli.bench_system import cpuinfo
 from sparsecli.errors import RunFailed
 from sparsecli.export import each_batch, session
 from sparsecli.tasks import TASKS, Task
@@ -44,27 +45,20 @@ if TYPE_CHECKING:
     from sparsecli.recipe import BenchmarkSpec, ExportSpec, Recipe
 
 
-def u8s8_saturates(machine: str, cpu_flags: set[str] | None) -> bool:
+def u8s8_saturates(machine: str, cpu_flags: str | None) -> bool:
     """Whether onnxruntime's INT8 kernels clamp on this CPU: on x86 without VNNI they multiply-add pairs of
     uint8 x int8 products into 16 bits (VPMADDUBSW), which overflows with full-range weights; onnxruntime's
     advice is reduce_range (7-bit weights, every pair sum then fits). Measured on an AVX2-only AMD EPYC
     (Zen 3): static U8S8 differed from its own fake-quantized graph by 9.5% of the output range, and
-    passed with reduce_range. Assumed on x86 where the flags are unknown; ARM kernels do not clamp."""
+    passed with reduce_range. `cpu_flags`: /proc/cpuinfo's flags line; unknown (None) on x86 is taken to
+    clamp. ARM kernels do not clamp."""
     if machine.lower() not in {"x86_64", "amd64", "i386", "i686"}:
         return False
-    return cpu_flags is None or not {"avx512_vnni", "avx_vnni"} & cpu_flags
-
-
-def _cpu_flags() -> set[str] | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), None)
-    except OSError:
-        return None
+    return cpu_flags is None or not {"avx512_vnni", "avx_vnni"} & set(cpu_flags.split())
 
 
 # 7-bit weights where this CPU's INT8 kernels would clamp full-range ones (the file is written for this CPU type)
-REDUCE_RANGE = u8s8_saturates(platform.machine(), _cpu_flags())
+REDUCE_RANGE = u8s8_saturates(platform.machine(), cpuinfo().get("flags"))
 # The ops each mode turns into INT8, from onnxruntime's own registries.
 MODE_OPS = {"dynamic": set(IntegerOpsRegistry), "static": set(QDQRegistry)}
 CALIBRATION_BATCH = 32
