@@ -40,6 +40,7 @@ from sparsecli.errors import BadInput
 __all__ = ["EXECUTION_MODE", "GRAPH_OPT", "PROVIDERS", "InputSpec", "Settings", "check_provider", "run", "time_models"]
 
 SCHEMA_VERSION = 1
+WAITING = " (waiting: the machine runs slower than its record)"
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
@@ -69,10 +70,10 @@ def _plan(estimates: list[float], s: Settings) -> tuple[bench_timing.Plan, list[
     """The stopping plan and the runs per block for each model (~block_s of wall time, or iterations/rounds)."""
     if s.iterations is not None:
         rounds = max(1, min(s.iterations, s.rounds or s.min_rounds))
-        return bench_timing.Plan(rounds, None), [-(-s.iterations // rounds)] * len(estimates)
+        return bench_timing.Plan(rounds, None, s.max_wait_s), [-(-s.iterations // rounds)] * len(estimates)
     per_block = [max(1, round(s.block_s / max(t, 1e-7))) for t in estimates]
     min_time = DEFAULT_MIN_TIME if s.min_time is None else s.min_time
-    return bench_timing.Plan(s.min_rounds, min_time * len(estimates)), per_block
+    return bench_timing.Plan(s.min_rounds, min_time * len(estimates), s.max_wait_s), per_block
 
 
 def _warm_up(run: Callable[[], Any], s: Settings) -> float:
@@ -117,7 +118,11 @@ def time_batch(
     models: list[Model], canary: Canary, batch: int | None, spec: InputSpec, s: Settings, progress: Progress | None
 ) -> dict:
     """Warm up and time every model at one batch, and the canary in the same rounds; statistics from the
-    kept rounds, and how fast the machine ran in them (bench_canary)."""
+    kept rounds, and how fast the machine ran in them (bench_canary).
+
+    Kept: the clean rounds in which no model ran slow against its other rounds and the canary not against
+    its record. If the machine never came back to its record speed within the wait budget, rounds are
+    compared with each other only, and the machine is reported slow."""
     feeds = [bench_inputs.make_feeds(m.sess.get_inputs(), batch, spec) for m in models]
     items = bench_inputs.items(feeds[0])
     runners = [runner(m.sess, f, s) for m, f in zip(models, feeds, strict=True)]
@@ -130,19 +135,20 @@ def time_batch(
     usable = bench_system.usable_cpus()
     allowed = max(0, usable - (s.threads or usable)) + s.max_foreign_load
     block_s = None if s.iterations is not None else s.block_s
-    report = progress and (lambda done, total: progress(f"{s.provider} batch {items}", done, total))
+    records = [None] * len(models) + [canary.best_ms]
     try:
         blocks, loads, clean = bench_timing.time_rounds(
-            [*runners, canary.run], clock, per_block, plan, allowed, block_s, report
+            [*runners, canary.run], clock, per_block, plan, allowed, block_s, _progress(progress, s, items), records
         )
     finally:
         clock.close()
+    medians = [[b.median_ms for b in model_blocks] for model_blocks in blocks]
+    kept, contended = _keep(clean, medians, records, plan.rounds)
     canary_blocks = blocks.pop()
-    slow_flags = bench_stats.slow_rounds([[b.median_ms for b in model_blocks] for model_blocks in blocks])
-    slow = [c and w for c, w in zip(clean, slow_flags, strict=True)]  # clean by the clocks, yet the machine ran slow
-    kept, contended = bench_stats.keep_rounds([c and not w for c, w in zip(clean, slow, strict=True)], plan.rounds)
     rounds = {"wanted": plan.rounds, "timed": plan.timed_rounds, "kept": len(kept)}
-    rounds.update(dropped=plan.timed_rounds - len(kept), slow=sum(slow), contended=contended, timed_s=plan.timed_s)
+    slow = sum(clean) - len(kept) if not contended else 0  # clean by the clocks, yet the machine ran slow
+    rounds.update(dropped=plan.timed_rounds - len(kept), slow=slow, contended=contended, timed_s=plan.timed_s)
+    rounds["waited_s"] = plan.waited_s
     return {
         "provider": s.provider,
         "batch": items,
@@ -151,6 +157,28 @@ def time_batch(
         "machine": canary.judge([canary_blocks[r].median_ms for r in kept]),
         "models": [_model_result(i, b, kept, contended, feeds[i], items) for i, b in enumerate(blocks)],
     }
+
+
+def _keep(clean: list[bool], medians: list[list[float]], records: list, wanted: int) -> tuple[list[int], bool]:
+    """The rounds to use (bench_stats.keep_rounds), the first choice that leaves enough: clean and not slow
+    against the records; clean and not slow against the other rounds (the machine stayed slow through the
+    wait); clean (blocks of a few runs, whose medians scatter by more than the slow margin); every round
+    (contended)."""
+    slow = [bench_stats.slow_rounds(medians, records=records), bench_stats.slow_rounds(medians)]
+    for flags in [*slow, [False] * len(clean)]:
+        kept, contended = bench_stats.keep_rounds([c and not w for c, w in zip(clean, flags, strict=True)], wanted)
+        if not contended:
+            break
+    return kept, contended
+
+
+def _progress(progress: Progress | None, s: Settings, items: int) -> Callable[[int, int, bool], None] | None:
+    """The rounds' progress for the caller, labelled with provider and batch; '(waiting ...)' while the
+    machine is slower than its record."""
+    if progress is None:
+        return None
+    label = f"{s.provider} batch {items}"
+    return lambda done, total, waiting: progress(label + (WAITING if waiting else ""), done, total)
 
 
 def _ratios(result: dict, models: list[Model], s: Settings) -> tuple[list[dict], dict | None]:
@@ -273,11 +301,14 @@ def time_models(
     iterations: int = 50,
     rounds: int = 10,
     seq_len: int | None = None,
+    max_wait_s: float = Settings.max_wait_s,
 ) -> list[dict[str, float]]:
     """Latency statistics (ms) per model at `batch`, from the same rounds and checks as `run` (no control).
 
     `seq_len` sets dynamic axes other than the batch (token models: the sequence length).
     """
-    s = Settings(provider=provider, threads=threads, warmup=warmup, iterations=iterations, rounds=rounds, control=False)
+    s = Settings(
+        provider, threads, warmup=warmup, iterations=iterations, rounds=rounds, control=False, max_wait_s=max_wait_s
+    )
     document = run(paths, [batch], InputSpec(seq_len=seq_len), s)
     return [m["latency_ms"] for m in document["results"][0]["models"]]

@@ -3,8 +3,9 @@
 Why: shared hosts run slow for minutes at a time. Measured on a 2-vCPU cloud guest, the whole machine ran
 1.3-2x slower for 150 s straight, and in such spells a small model's batch-1 speedup read 2.0x instead of
 2.6x. Rounds compared with each other (bench_stats.slow_rounds) cannot see a run that is slow throughout;
-a workload whose best time on this machine is remembered can, so such a run says so instead of passing a
-state of the host off as a property of the models.
+a workload whose best time on this machine is remembered can. Timing waits (within a budget) for the
+canary to run at its record speed again, and a run that stays slow says so instead of passing a state of
+the host off as a property of the models.
 
 The best times live in a small JSON file per user (SPARSECLI_CACHE_DIR, else $XDG_CACHE_HOME/sparsecli,
 else ~/.cache/sparsecli), keyed by CPU, onnxruntime version, provider and session settings. A file that
@@ -121,36 +122,37 @@ def _fastest(entries: list[list[float]], now: float) -> float | None:
     return min(times) if times else None
 
 
-def remember(name: str, ms: float, now: float | None = None) -> float | None:
-    """Record a run's canary time (the newest KEEP_ENTRIES are kept, written atomically); returns the best
-    recorded before it, as `best` would have."""
+def remember(name: str, ms: float, now: float | None = None) -> None:
+    """Record a run's canary time (the newest KEEP_ENTRIES are kept, written atomically)."""
     now = time.time() if now is None else now
     path = cache_file()
     data = _read(path)
-    earlier = _fastest(data.get(name, []), now)
     data[name] = [*data.get(name, []), [now, ms]][-KEEP_ENTRIES:]
     with contextlib.suppress(RunFailed), atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    return earlier
 
 
 @dataclass
 class Canary:
     run: Callable[[], Any]  # one call of the canary network
     key: str  # its entry in the cache of best times
+    best_ms: float | None = None  # the fastest earlier run on this machine: the record timing waits for
 
     @classmethod
     def open(cls, environment: dict[str, Any], s: Settings) -> Canary:
         """The canary's session on the shared pool. Opened before the models, it also absorbs onnxruntime's
         one-time set-up (environment, thread pool), which would otherwise be billed to the first model."""
         sess = open_session(model(), s, name="the canary network")
-        return cls(runner(sess, feeds(), s), key(environment, s))
+        name = key(environment, s)
+        return cls(runner(sess, feeds(), s), name, best(name))
 
     def judge(self, kept_ms: list[float]) -> dict[str, Any]:
         """How fast the machine ran in the kept rounds (the canary's median block time) against the fastest
-        earlier run recorded; then this run is recorded."""
+        earlier run recorded; then this run is recorded, and is the record for the next batch if faster."""
         ran = float(np.median(kept_ms))
-        reference = remember(self.key, ran)
+        reference = self.best_ms
+        remember(self.key, ran)
+        self.best_ms = ran if reference is None else min(reference, ran)
         slowdown = None if reference is None else ran / reference
         return {
             "canary_ms": ran,

@@ -75,8 +75,9 @@ def execute(req: Request, ui) -> dict[str, Any]:
         seen: list[str] = []
 
         def advance(label: str, done: int, total: int) -> None:
-            if label not in seen:
-                seen.append(label)
+            batch = label.removesuffix(bench.WAITING)
+            if batch not in seen:
+                seen.append(batch)
             if progress is not None:
                 progress.update(progress.task_ids[0], completed=100 * (len(seen) - 1) + done, status=label)
 
@@ -151,10 +152,11 @@ def _notes(document: dict[str, Any], result: dict[str, Any]) -> list[str]:
     load = contention["foreign_load_median"]
     waited = sum(m["runs"]["waited"] for m in result["models"])
     timed = sum(m["runs"]["timed"] for m in result["models"])
+    paused = f", after waiting {rounds['waited_s']:.1f} s for the machine" if rounds["waited_s"] >= 0.1 else ""
     notes = [
         f"rounds: {rounds['kept']} kept of {rounds['timed']} ({rounds['dropped'] - rounds['slow']} dropped as "
-        f"contended, {rounds['slow']} as the machine ran slow) in "
-        f"{rounds['timed_s']:.1f} s; runs in which our threads waited for a CPU: {waited} of {timed}"
+        f"contended, {rounds['slow']} as the machine ran slow) in {rounds['timed_s']:.1f} s{paused}; "
+        f"runs in which our threads waited for a CPU: {waited} of {timed}"
         + ("" if rounds["contended"] else " (left out)"),
         f"other processes' CPU during rounds: {'n/a' if load is None else f'{load:.2f} cores (median)'}",
     ]

@@ -159,9 +159,14 @@ def foreign_load(start: CpuSample, end: CpuSample) -> float | None:
     return max(0.0, other / wall)
 
 
-def slow_rounds(block_medians: Sequence[Sequence[float]], margin: float = SLOW_MARGIN) -> list[bool]:
+def slow_rounds(
+    block_medians: Sequence[Sequence[float]],
+    margin: float = SLOW_MARGIN,
+    records: Sequence[float | None] | None = None,
+) -> list[bool]:
     """Per round: did any model's block run more than `margin` slower than that model's fast blocks (its
-    10th percentile of block medians, over the rounds given)?
+    10th percentile of block medians, over the rounds given, or its record on this machine where
+    `records` gives one and it is faster)?
 
     On shared hosts (cloud VMs, CI runners) co-tenants slow the whole machine for seconds at a time, out of
     sight of this system's CPU accounting: measured on a 2-vCPU guest, a matrix product ran 1.55x slower on
@@ -173,6 +178,9 @@ def slow_rounds(block_medians: Sequence[Sequence[float]], margin: float = SLOW_M
     if m.size == 0:
         return []
     reference = np.percentile(m, 10, axis=1, keepdims=True)
+    if records is not None:
+        known = np.array([np.inf if r is None else r for r in records], dtype=float).reshape(-1, 1)
+        reference = np.minimum(reference, known)
     return [bool(x) for x in (m > (1.0 + margin) * reference).any(axis=0)]
 
 

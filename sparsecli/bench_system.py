@@ -140,9 +140,10 @@ def warnings(results: list[dict], controls: list[dict]) -> list[str]:
         if machine["slow"]:
             found.append(
                 f"{where}: this machine ran {machine['slowdown']:.2f}x slower than its best recorded speed "
-                f"(canary {machine['canary_ms']:.3f} ms vs {machine['best_ms']:.3f} ms) in the rounds kept: a "
-                "busy or throttled host, whose slowdown falls unevenly on models (most on small, multi-threaded "
-                "calls), so ratios may differ on a quiet machine; rerun later"
+                f"(canary {machine['canary_ms']:.3f} ms vs {machine['best_ms']:.3f} ms) in the rounds kept, after "
+                f"waiting {rounds['waited_s']:.0f} s for it to recover: a busy or throttled host, whose slowdown "
+                "falls unevenly on models (most on small, multi-threaded calls), so ratios may differ on a quiet "
+                "machine; rerun later or with a longer --max-wait"
             )
     for c in controls:
         if c["noise_floor"] > NOISY_CONTROL:

@@ -241,6 +241,13 @@ def benchmark(
     min_time: Annotated[
         float | None, typer.Option(min=0.0, help="Seconds of timed rounds per model and batch [default: 2].")
     ] = None,
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds per batch to wait for a machine running slower than its recorded speed (0: never).",
+        ),
+    ] = 60.0,
     include_copies: Annotated[bool, typer.Option(help="GPU: time host<->device copies (no I/O binding).")] = False,
     control: Annotated[bool, typer.Option(help="Time a second session of the baseline (noise floor).")] = True,
     json_mode: JsonOpt = False,
@@ -284,6 +291,7 @@ def benchmark(
         warmup=warmup,
         iterations=iterations,
         min_time=min_time,
+        max_wait_s=max_wait,
         include_copies=include_copies,
         control=control,
     )

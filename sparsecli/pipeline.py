@@ -231,9 +231,9 @@ def benchmark(recipe: Recipe, paths: list[Path]) -> dict[str, dict[str, dict[str
     """latency_ms[provider][batch][file name] from one interleaved onnxruntime run over all `paths`."""
     b = recipe.benchmark
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    timing = b.model_dump(include={"threads", "warmup", "iterations", "seq_len", "max_wait_s"})
     for provider in b.providers:
         for batch in b.batch_sizes:
-            timing = {"threads": b.threads, "warmup": b.warmup, "iterations": b.iterations, "seq_len": b.seq_len}
             stats = bench.time_models(paths, batch, provider=provider, **timing)
             out.setdefault(provider, {})[str(batch)] = {p.name: s for p, s in zip(paths, stats, strict=True)}
     return out

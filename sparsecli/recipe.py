@@ -214,6 +214,11 @@ class BenchmarkSpec(Section):
     iterations: int = Field(50, ge=1, description="Timed runs per model and batch size.")
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads; default: its own.")
     seq_len: int = Field(128, ge=1, description="Token models: sequence length of the timed inputs.")
+    max_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds per batch to wait for a machine running slower than its recorded speed (0: never).",
+    )
 
 
 class GatesSpec(Section):

@@ -17,6 +17,7 @@ FAST = [
     "finetune.epochs=1",
     "benchmark.warmup=1",
     "benchmark.iterations=3",
+    "benchmark.max_wait_s=0",  # a test never waits for a slow host to recover (test_bench_timing covers waiting)
     "gates={}",
 ]
 

@@ -16,7 +16,7 @@ from tests.fixtures.bench_models import export_encoder, export_mlp
 
 SCHEMA = Path(bench.__file__).parent / "schemas" / "benchmark.schema.json"
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
-QUICK = {"warmup": 1, "iterations": 4}
+QUICK = {"warmup": 1, "iterations": 4, "max_wait_s": 0}
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +234,7 @@ def test_slow_model_gets_a_speedup_below_one(mlps):
 
 
 def test_time_models_keeps_the_prune_report_shape(mlps):
-    stats = bench.time_models(list(mlps), 4, warmup=1, iterations=3)
+    stats = bench.time_models(list(mlps), 4, warmup=1, iterations=3, max_wait_s=0)
     assert len(stats) == 2
     assert {"p50", "p90", "p99", "mean", "std", "throughput"} <= set(stats[0])
 

@@ -79,17 +79,29 @@ def test_judge_flags_a_run_slower_than_the_machine_s_best(monkeypatch, tmp_path)
     assert slow["slow"] is True
 
 
-def test_a_benchmark_on_a_machine_slower_than_its_record_says_so(tmp_path):
+def test_a_benchmark_on_a_machine_slower_than_its_record_waits_then_says_so(tmp_path):
     fast, slow = export_mlp(tmp_path / "fast.onnx", 16), export_mlp(tmp_path / "slow.onnx", 256)
-    s = Settings(warmup=1, iterations=4)
+    s = Settings(warmup=1, iterations=4, max_wait_s=0.3)
     first = bench.run([fast, slow], [1], s=s)
     machine = first["results"][0]["machine"]
     assert machine["best_ms"] is None and machine["canary_ms"] > 0 and not machine["slow"]
+    assert first["results"][0]["rounds"]["waited_s"] == 0.0  # no record, nothing to wait for
     assert not any("slower than its best" in w for w in first["warnings"])
-    # a record 100x faster than this machine can run the canary: this run must be reported as slow throughout
+    # a record 100x faster than this machine can run the canary: the run waits out its budget for the machine
+    # to recover, then must be reported as slow throughout
     bench_canary.remember(machine["key"], machine["canary_ms"] / 100)
     second = bench.run([fast, slow], [1], s=s)
-    machine = second["results"][0]["machine"]
-    assert machine["slow"] and machine["slowdown"] > 50
+    result = second["results"][0]
+    assert 0.3 <= result["rounds"]["waited_s"] < 1.0
+    assert result["machine"]["slow"] and result["machine"]["slowdown"] > 50
+    assert result["rounds"]["kept"] > 0 and not result["rounds"]["contended"]
     assert all(r["noisy"] for r in second["ratios"])
-    assert any("slower than its best recorded speed" in w for w in second["warnings"])
+    assert any("slower than its best recorded speed" in w and "after waiting" in w for w in second["warnings"])
+
+
+def test_judge_keeps_the_faster_of_record_and_run_for_the_next_batch(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARSECLI_CACHE_DIR", str(tmp_path))
+    canary = bench_canary.Canary(run=lambda: None, key="k", best_ms=0.2)
+    assert canary.judge([0.1])["slowdown"] == pytest.approx(0.5)
+    assert canary.best_ms == pytest.approx(0.1)  # the next batch waits for this speed
+    assert bench_canary.best("k") == pytest.approx(0.1)

@@ -16,7 +16,7 @@ from sparsecli import bench
 from tests.fixtures.bench_models import export_encoder, export_mlp
 
 SCHEMA = Path(bench.__file__).parent / "schemas" / "benchmark.schema.json"
-QUICK = ["--warmup", "1", "--iterations", "5"]
+QUICK = ["--warmup", "1", "--iterations", "5", "--max-wait", "0"]
 
 
 @pytest.fixture(scope="module")

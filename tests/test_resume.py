@@ -20,6 +20,7 @@ SETTINGS = [
     "passes.0.schedule.end_epoch=6",
     "benchmark.warmup=1",
     "benchmark.iterations=3",
+    "benchmark.max_wait_s=0",
     "gates={}",
 ]
 
