@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsecli import measure, pipeline, sweep
+from sparsecli import baseline, measure, pipeline, sweep
 from sparsecli import recipe as recipes
 from sparsecli.console import UI
 
@@ -53,7 +53,7 @@ METHODS: dict[str, tuple[str, str, list[str]]] = {
 
 
 def relu_sparsity(run_dir: Path, recipe: recipes.Recipe) -> float:
-    x = pipeline.load_data(recipe).val.tensors[0].numpy()
+    x = baseline.load_data(recipe).val.tensors[0].numpy()
     found = measure.onnx_activation_sparsity(run_dir / "model.onnx", x, eps=1e-3)
     return float(np.mean([a["sparsity"] for a in found.values() if a["op"] == "Relu"]))
 

@@ -18,7 +18,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from sparsecli import bench, measure, pipeline, quantize
+from sparsecli import baseline, bench, measure, quantize
 from sparsecli.recipe import load
 
 RESULTS = Path(__file__).parent / "results"
@@ -27,9 +27,9 @@ RESULTS = Path(__file__).parent / "results"
 def measure_run(run_dir: Path, threads: list[int], batches: list[int], iterations: int) -> dict:
     """Sizes, accuracy and p50 per file of one run, with every INT8 variant of its fp32 compressed model."""
     recipe = load(run_dir / "recipe.yaml")
-    data = pipeline.load_data(recipe)
+    data = baseline.load_data(recipe)
     fp32 = run_dir / "model.fp32.onnx"
-    evidence = quantize.Evidence.of(recipe, data, data.loader("val", pipeline.eval_batch(recipe, data)))
+    evidence = quantize.Evidence.of(recipe, data, data.loader("val", baseline.eval_batch(recipe, data)))
     settings, _ = quantize.fitting_settings(fp32)
     with tempfile.TemporaryDirectory() as tmp:
         files = {path.name: path for _, path in quantize.stage_files(run_dir, quantized=True)}

@@ -21,7 +21,7 @@ from pathlib import Path
 import onnxruntime
 import torch
 
-from sparsecli import bench, measure, pipeline
+from sparsecli import baseline, bench, measure, pipeline
 from sparsecli.atomic import write_json, write_text
 from sparsecli.console import UI
 from sparsecli.export import export_onnx
@@ -36,10 +36,10 @@ RESULTS = Path(__file__).parent / "results"
 
 def converted(recipe, run_dir: Path) -> tuple[Path, int]:
     """The dense model with SlimAttention in place of nn.MultiheadAttention, exported; and its MACs."""
-    data = pipeline.load_data(recipe)
-    model = pipeline.fresh_model(recipe, data)
+    data = baseline.load_data(recipe)
+    model = baseline.fresh_model(recipe, data)
     model.load_state_dict(torch.load(run_dir / "dense.pt", weights_only=True))
-    example = pipeline.example_input(recipe, data)
+    example = baseline.example_input(recipe, data)
     HeadsPass(HeadsSpec(ratio=0.0)).prepare(model, PassContext(example))
     path = export_onnx(model, example, run_dir / "converted.onnx", recipe.export.opset, recipe.export.dynamic_batch)
     return path, measure.count_macs(model, example[:1])

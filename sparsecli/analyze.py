@@ -51,18 +51,18 @@ def load_inputs(data: str, samples: int) -> np.ndarray:
 
 def _recipe_model(recipe_path: Path, checkpoint: Path | None, folder: Path) -> tuple[Path, str]:
     """Export the recipe's model (with `checkpoint`'s weights when given) to ONNX in `folder`."""
-    from sparsecli import pipeline
+    from sparsecli import baseline
     from sparsecli import recipe as recipes
     from sparsecli.export import export_onnx
     from sparsecli.models.source import load_checkpoint
 
     recipe = recipes.load(recipe_path)
-    data = pipeline.load_data(recipe)
-    model = pipeline.fresh_model(recipe, data)
+    data = baseline.load_data(recipe)
+    model = baseline.fresh_model(recipe, data)
     weights = checkpoint or recipe.model.checkpoint
     if weights is not None:
         load_checkpoint(model, weights)
-    path = export_onnx(model, pipeline.example_input(recipe, data), folder / "model.onnx", recipe.export.opset, True)
+    path = export_onnx(model, baseline.example_input(recipe, data), folder / "model.onnx", recipe.export.opset, True)
     return path, f"{weights or 'freshly initialised weights'} in the model of {recipe_path}"
 
 

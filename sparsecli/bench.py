@@ -143,7 +143,7 @@ def time_batch(
     finally:
         clock.close()
     medians = [[b.median_ms for b in model_blocks] for model_blocks in blocks]
-    kept, contended = _keep(clean, medians, records, plan.rounds)
+    kept, contended = bench_stats.rounds_to_keep(clean, medians, records, plan.rounds)
     canary_blocks = blocks.pop()
     rounds = {"wanted": plan.rounds, "timed": plan.timed_rounds, "kept": len(kept)}
     slow = sum(clean) - len(kept) if not contended else 0  # clean by the clocks, yet the machine ran slow
@@ -157,19 +157,6 @@ def time_batch(
         "machine": canary.judge([canary_blocks[r].median_ms for r in kept]),
         "models": [_model_result(i, b, kept, contended, feeds[i], items) for i, b in enumerate(blocks)],
     }
-
-
-def _keep(clean: list[bool], medians: list[list[float]], records: list, wanted: int) -> tuple[list[int], bool]:
-    """The rounds to use (bench_stats.keep_rounds), the first choice that leaves enough: clean and not slow
-    against the records; clean and not slow against the other rounds (the machine stayed slow through the
-    wait); clean (blocks of a few runs, whose medians scatter by more than the slow margin); every round
-    (contended)."""
-    slow = [bench_stats.slow_rounds(medians, records=records), bench_stats.slow_rounds(medians)]
-    for flags in [*slow, [False] * len(clean)]:
-        kept, contended = bench_stats.keep_rounds([c and not w for c, w in zip(clean, flags, strict=True)], wanted)
-        if not contended:
-            break
-    return kept, contended
 
 
 def _progress(progress: Progress | None, s: Settings, items: int) -> Callable[[int, int, bool], None] | None:

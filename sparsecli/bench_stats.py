@@ -196,3 +196,20 @@ def keep_rounds(clean: Sequence[bool], wanted: int) -> tuple[list[int], bool]:
     if len(good) >= enough:
         return good, False
     return list(range(len(clean))), True
+
+
+def rounds_to_keep(
+    clean: Sequence[bool],
+    medians: Sequence[Sequence[float]],
+    records: Sequence[float | None],
+    wanted: int,
+) -> tuple[list[int], bool]:
+    """The rounds to use (keep_rounds), the first choice that leaves enough: clean and not slow
+    against the records; clean and not slow against the other rounds (the machine stayed slow through the
+    wait); clean (blocks of a few runs, whose medians scatter by more than the slow margin); every round
+    (contended)."""
+    for flags in (slow_rounds(medians, records=records), slow_rounds(medians), [False] * len(clean)):
+        kept, contended = keep_rounds([c and not w for c, w in zip(clean, flags, strict=True)], wanted)
+        if not contended:
+            break
+    return kept, contended

@@ -16,93 +16,16 @@ import onnxruntime
 import torch
 from torch import nn
 
-from sparsecli import bench, checkpoint, measure, quantize, report, resume, storage
+from sparsecli import baseline, bench, checkpoint, measure, quantize, report, resume, storage
 from sparsecli.atomic import atomic_path, write_text
-from sparsecli.console import UI, advance
+from sparsecli.console import UI
 from sparsecli.data import sources
 from sparsecli.errors import BadInput, RunFailed, SparsecliError
 from sparsecli.export import INPUT_NAME, check_parity, export_onnx
-from sparsecli.models.source import build_model, load_checkpoint
 from sparsecli.passes import PassContext, build
-from sparsecli.passes.base import Inputs, forward
 from sparsecli.recipe import Recipe
 from sparsecli.tasks import TASKS, Objective
-from sparsecli.train import TrainConfig, evaluate, fit, make_optimizer, set_dropout
-
-
-def load_data(recipe: Recipe) -> sources.DataBundle:
-    d = recipe.data
-    if d.dataset == "text":
-        from sparsecli.data import text
-        from sparsecli.models import hf
-
-        tokenizer = hf.load_tokenizer(hf.resolve_folder(recipe.model.hf, recipe.base_dir))
-        names = hf.model_inputs(tokenizer)
-        limits = {"max_length": d.max_length, "val_fraction": d.val_fraction, "seed": recipe.seed, "limit": d.limit}
-        labelled = TASKS[recipe.model.task].needs_labels
-        return text.load(tokenizer, names, path=d.path, needs_labels=labelled, **limits)
-    return sources.load(
-        d.dataset,
-        path=d.path,
-        val_fraction=d.val_fraction,
-        seed=recipe.seed,
-        shape=d.shape,
-        classes=d.classes,
-        samples=d.samples,
-    )
-
-
-def example_input(recipe: Recipe, data: sources.DataBundle) -> Inputs:
-    """One real batch at the export shape: batch 1 when dynamic, else the benchmark's batch.
-
-    Token inputs come at the benchmark's sequence length, so MACs describe the timed shape.
-    """
-    batch = 1 if recipe.export.dynamic_batch else recipe.benchmark.batch_sizes[0]
-    if data.input_names:
-        from sparsecli.data import text
-
-        return text.example(data, recipe.benchmark.seq_len, batch)
-    shape = recipe.model.input_shape
-    if shape is not None and list(shape[1:]) != list(data.input_shape):
-        raise BadInput(f"model.input_shape {shape} does not match the data's sample shape {list(data.input_shape)}")
-    return data.val.tensors[0][:1].repeat(batch, *[1] * len(data.input_shape))
-
-
-def fresh_model(recipe: Recipe, data: sources.DataBundle) -> nn.Module:
-    m = recipe.model
-    torch.manual_seed(recipe.seed)
-    if m.hf is not None:
-        from sparsecli.models import hf
-
-        return hf.load(hf.resolve_folder(m.hf, recipe.base_dir), m.task, data.num_classes, data.input_names)
-    return build_model(
-        zoo=m.zoo,
-        factory=m.factory,
-        kwargs=m.kwargs,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        base_dir=recipe.base_dir,
-    )
-
-
-def check_fits(model: nn.Module, example: Inputs, num_classes: int | None) -> None:
-    """One forward pass, so a shape mismatch is a clear message rather than a trace deep in training.
-
-    `num_classes` is None for tasks whose output is not class scores (embeddings, token logits).
-    """
-    try:
-        with torch.no_grad():
-            out = forward(model.eval(), example)
-    except Exception as exc:
-        shapes = [list(t.shape) for t in example] if isinstance(example, tuple) else list(example.shape)
-        raise BadInput(f"model does not accept the data's inputs of shape {shapes}: {exc}") from None
-    if num_classes is not None and (out.dim() != 2 or out.shape[1] < num_classes):
-        raise BadInput(f"model output shape {list(out.shape)} does not fit {num_classes} classes")
-
-
-def class_count(recipe: Recipe, data: sources.DataBundle) -> int | None:
-    """The classes the model's output must cover; None when the task's output is not class scores."""
-    return data.num_classes if TASKS[recipe.model.task].needs_labels else None
+from sparsecli.train import TrainConfig, evaluate, make_optimizer, set_dropout
 
 
 def objective(recipe: Recipe, dense: nn.Module) -> Objective:
@@ -117,43 +40,6 @@ def objective(recipe: Recipe, dense: nn.Module) -> Objective:
 
         layers = hidden_layers
     return Objective(task, teacher, distill.weight, distill.temperature, layers)
-
-
-def dense_model(recipe: Recipe, data: sources.DataBundle, ui: UI) -> nn.Module:
-    """The baseline: the checkpoint if given, else trained once and cached by (model, data, seed)."""
-    model = fresh_model(recipe, data)
-    check_fits(model, example_input(recipe, data), class_count(recipe, data))
-    if recipe.model.checkpoint is not None:
-        load_checkpoint(model, recipe.model.checkpoint)
-    if recipe.model.checkpoint is not None or recipe.model.hf is not None:  # a pretrained folder is the baseline
-        return model
-    key = recipe.fingerprint("model", "data", "seed")
-    cached = recipe.run_dir.parent / ".cache" / f"dense-{key}.pt"
-    if cached.is_file():
-        ui.stage(f"dense model: reusing {cached}")
-        load_checkpoint(model, cached)
-        return model
-    pre = recipe.model.pretrain
-    ui.stage(f"dense model: training {pre.epochs} epochs (no checkpoint given)")
-    train_model(model, recipe, data, TrainConfig(epochs=pre.epochs, lr=pre.lr), [], ui, "pretrain")
-    with atomic_path(cached) as tmp:
-        torch.save(model.state_dict(), tmp)
-    return model
-
-
-def train_model(model, recipe: Recipe, data, config: TrainConfig, passes, ui: UI, label: str, **fit_args) -> None:
-    loader = data.loader("train", recipe.data.batch_size, recipe.seed)
-    start = fit_args.get("start_epoch", 0)
-    with ui.task(label, (config.epochs - start) * len(loader)) as bar:
-        fit(
-            model,
-            loader,
-            config,
-            passes,
-            on_step=lambda step, loss: advance(bar, f"loss {loss:.3f}"),
-            seed=recipe.seed,
-            **fit_args,
-        )
 
 
 def finetune_config(recipe: Recipe) -> TrainConfig:
@@ -178,12 +64,12 @@ def compress(
 ) -> tuple[nn.Module, list]:
     """Apply the passes with fine-tuning in between; a checkpoint after every epoch makes it resumable."""
     # from scratch: the same initial weights the dense model started from, so only sparsity differs
-    model = fresh_model(recipe, data) if recipe.finetune.from_scratch else copy.deepcopy(dense)
+    model = baseline.fresh_model(recipe, data) if recipe.finetune.from_scratch else copy.deepcopy(dense)
     if recipe.finetune.dropout is not None:
         set_dropout(model, recipe.finetune.dropout)
     loader = data.loader("train", recipe.data.batch_size, recipe.seed)
     calibration = list(itertools.islice(loader, 4))
-    ctx = PassContext(example_input(recipe, data), len(loader), float(recipe.finetune.epochs), calibration)
+    ctx = PassContext(baseline.example_input(recipe, data), len(loader), float(recipe.finetune.epochs), calibration)
     passes = [build(spec) for spec in recipe.passes]
     for p in passes:
         p.prepare(model, ctx)
@@ -204,20 +90,15 @@ def compress(
         save(0, optimizer)
     ui.stage(f"passes: {', '.join(p.kind for p in passes) or 'none'}; fine-tuning epochs {start + 1}..{config.epochs}")
     fit_args = {"on_epoch": save, "start_epoch": start, "optimizer": optimizer, "objective": objective(recipe, dense)}
-    train_model(model, recipe, data, config, passes, ui, "finetune", **fit_args)
+    baseline.train_model(model, recipe, data, config, passes, ui, "finetune", **fit_args)
     for p in passes:
         model = p.finish(model)
     return model.eval(), passes
 
 
-def eval_batch(recipe: Recipe, data: sources.DataBundle) -> int:
-    """Validation batch size: large for small inputs; the recipe's for token models, whose attention grows fast."""
-    return recipe.data.batch_size if data.input_names else 512
-
-
 def export_checked(recipe: Recipe, model: nn.Module, data, path: Path) -> float:
     """Export, then compare with PyTorch on validation inputs (and, for token models, at the benchmark's length)."""
-    example = example_input(recipe, data)
+    example = baseline.example_input(recipe, data)
     names = data.input_names or (INPUT_NAME,)
     output = TASKS[recipe.model.task].output_name
     export_onnx(model, example, path, recipe.export.opset, recipe.export.dynamic_batch, names, output)
@@ -248,12 +129,12 @@ def measurements(
     passes: list[dict[str, Any]],
 ) -> report.Facts:
     paths = [run_dir / "dense.onnx", run_dir / "model.onnx"]
-    example = example_input(recipe, data)
+    example = baseline.example_input(recipe, data)
     example = tuple(t[:1] for t in example) if isinstance(example, tuple) else example[:1]
     files = quantize.stage_files(run_dir, recipe.export.quantize != "none")  # the size chain, timed together
     timed = benchmark(recipe, [path for _, path in files])
     task = TASKS[recipe.model.task]
-    val = data.loader("val", eval_batch(recipe, data))
+    val = data.loader("val", baseline.eval_batch(recipe, data))
     accuracy = measure.onnx_quality([path for _, path in files], val, task)
     sizes = {path.name: measure.file_sizes(path) for _, path in files}
     return report.Facts(
@@ -281,10 +162,10 @@ def check(recipe: Recipe) -> None:
 
     Passes are prepared on a throwaway copy of an untrained model; nothing is trained or written.
     """
-    data = load_data(recipe)
-    model = fresh_model(recipe, data)
-    example = example_input(recipe, data)
-    check_fits(model, example, class_count(recipe, data))
+    data = baseline.load_data(recipe)
+    model = baseline.fresh_model(recipe, data)
+    example = baseline.example_input(recipe, data)
+    baseline.check_fits(model, example, baseline.class_count(recipe, data))
     labels = torch.zeros(len(example[0] if isinstance(example, tuple) else example), dtype=torch.long)
     ctx = PassContext(example, 1, float(max(1, recipe.finetune.epochs)), [(example, labels)])
     for i, spec in enumerate(recipe.passes):
@@ -321,12 +202,12 @@ def run(recipe: Recipe, ui: UI, *, overwrite: bool = False, resuming: bool = Fal
     try:
         t0 = time.perf_counter()
         stage = "data"
-        data = load_data(recipe)
+        data = baseline.load_data(recipe)
         stage = "dense model"
-        dense = dense_model(recipe, data, ui)
+        dense = baseline.dense_model(recipe, data, ui)
         with atomic_path(run_dir / "dense.pt") as tmp:
             torch.save(dense.state_dict(), tmp)
-        task, val_batch = TASKS[recipe.model.task], eval_batch(recipe, data)
+        task, val_batch = TASKS[recipe.model.task], baseline.eval_batch(recipe, data)
         ui.note(f"dense validation {task.metric} {evaluate(dense, data.loader('val', val_batch), task):.4f}")
         stage = "export dense.onnx"
         parity = {"dense": export_checked(recipe, dense, data, run_dir / "dense.onnx")}
@@ -341,7 +222,7 @@ def run(recipe: Recipe, ui: UI, *, overwrite: bool = False, resuming: bool = Fal
         parity["compressed"] = export_checked(recipe, model, data, run_dir / "model.onnx")
         checkpoint.save(run_dir / "checkpoint.pt", model, format=resume.FORMAT, stage="finished")
         stage = "quantize and store"
-        int8 = quantize.apply(recipe, run_dir, data, data.loader("val", eval_batch(recipe, data)))
+        int8 = quantize.apply(recipe, run_dir, data, data.loader("val", baseline.eval_batch(recipe, data)))
         files = [path for _, path in quantize.stage_files(run_dir, int8 is not None)]
         inputs, export = data.head("val", 256), recipe.export
         stored = storage.apply(files, inputs, export.atol) if export.sparse_initializers else None

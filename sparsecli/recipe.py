@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -23,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from sparsecli import recipe_problems
 from sparsecli.errors import BadInput
+from sparsecli.overrides import apply_override, parse_override
 from sparsecli.passes import REGISTRY
 
 
@@ -292,96 +293,6 @@ class Recipe(Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-# --- loading -------------------------------------------------------------------------------------
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """'a.b.0.c=value' -> (['a', 'b', '0', 'c'], value parsed as YAML)."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise BadInput(f"--set {item!r}: expected dotted.key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise BadInput(f"--set {item!r}: value is not valid YAML: {exc}") from None
-    return key.strip().split("."), value
-
-
-def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    node: Any = data
-    for depth, key in enumerate(keys):
-        where = ".".join(keys[: depth + 1])
-        last = depth == len(keys) - 1
-        if isinstance(node, list):
-            if not key.isdigit() or int(key) >= len(node):
-                raise BadInput(f"--set {'.'.join(keys)}: {where} is not an index of a list of {len(node)}")
-            if last:
-                node[int(key)] = value
-            else:
-                node = node[int(key)]
-        elif isinstance(node, dict):
-            if last:
-                node[key] = value
-            else:
-                node = node.setdefault(key, {})
-        else:
-            raise BadInput(f"--set {'.'.join(keys)}: {'.'.join(keys[:depth])} is a value, not a section")
-
-
-def _format_loc(loc: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
-    """Pydantic's location -> 'passes[0].target' and the key path into the YAML (union tags dropped)."""
-    text, keys = "", []
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            text += f"[{part}]"
-            keys.append(part)
-        elif i > 0 and isinstance(loc[i - 1], int) and part in REGISTRY:
-            continue  # the discriminated union inserts the pass kind; it is not in the file
-        else:
-            text += f".{part}" if text else str(part)
-            keys.append(part)
-    return text, tuple(keys)
-
-
-def _child(node: yaml.Node, key: Any) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        return next((v for k, v in node.value if k.value == key), None)
-    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-        return node.value[key]
-    return None
-
-
-def _line_of(root: yaml.Node | None, keys: tuple[Any, ...]) -> int | None:
-    """1-based line of the deepest YAML node along `keys` that exists in the file."""
-    node, line = root, None
-    for key in keys:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        node = _child(node, key)
-    return node.start_mark.line + 1 if node is not None else line
-
-
-def _problem(error: dict[str, Any], root: yaml.Node | None) -> str:
-    path, keys = _format_loc(error["loc"])
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        message = "unknown key"
-    elif kind == "missing":
-        message = "required"
-    elif kind == "union_tag_invalid":
-        message = f"unknown pass kind {error['input'].get('kind')!r}; known: {', '.join(sorted(REGISTRY))}"
-    elif kind == "union_tag_not_found":
-        message = f"a pass needs `kind:`, one of: {', '.join(sorted(REGISTRY))}"
-    else:
-        message = re.sub(r"^Value error, ", "", error["msg"])
-        if kind != "value_error" and not isinstance(error.get("input"), dict | list):
-            message += f", got {error['input']!r}"
-    line = _line_of(root, keys)
-    where = f" (line {line})" if line else ""
-    return f"{path or '<recipe>'}: {message}{where}"
-
-
 def parse(text: str, source: str, base_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Validate recipe text; every problem is reported at once, each with its path and line."""
     try:
@@ -398,7 +309,7 @@ def parse(text: str, source: str, base_dir: Path, overrides: list[str] | tuple[s
     try:
         recipe = Recipe.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        problems = [_problem(e, root) for e in exc.errors()]
+        problems = [recipe_problems.describe(e, root) for e in exc.errors()]
         raise BadInput(f"{source}: {len(problems)} problem(s)", problems=problems) from None
     recipe._base_dir = base_dir
     return recipe

@@ -23,6 +23,7 @@ from sparsecli import recipe as recipes
 from sparsecli.atomic import write_json, write_text
 from sparsecli.console import UI, advance
 from sparsecli.errors import BadInput
+from sparsecli.overrides import apply_override, parse_override
 
 SCHEMA_VERSION = 1
 LEVELS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -102,7 +103,7 @@ def recipe_text(recipe_path: Path, overrides: list[str], loaded: recipes.Recipe,
     """The user's recipe (with its --set overrides) whose passes[0] is magnitude with the per-layer targets."""
     data = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
     for item in overrides:
-        recipes.apply_override(data, *recipes.parse_override(item))
+        apply_override(data, *parse_override(item))
     first = (data.get("passes") or [{"kind": "magnitude"}])[0]
     first.update(target=target, scope="per_layer", per_layer=targets)
     data["passes"] = [first, *(data.get("passes") or [])[1:]]
@@ -119,7 +120,7 @@ def analyze(
     recipe_path: Path, overrides: list[str], ui: UI, target: float | None = None, out: Path | None = None
 ) -> dict[str, Any]:
     """Scan the layers, allocate `target`, write the recipe, sensitivity.json and sensitivity.png."""
-    from sparsecli import pipeline
+    from sparsecli import baseline
     from sparsecli.passes.selection import select_modules
 
     loaded = recipes.load(recipe_path, overrides)
@@ -127,8 +128,8 @@ def analyze(
     target = target if target is not None else (spec.target if spec is not None else None)
     if target is None or not 0 < target < 1:
         raise BadInput(f"--target must be in (0, 1); got {target} (give --target or a magnitude passes[0])")
-    data = pipeline.load_data(loaded)
-    model = copy.deepcopy(pipeline.dense_model(loaded, data, ui)).eval()
+    data = baseline.load_data(loaded)
+    model = copy.deepcopy(baseline.dense_model(loaded, data, ui)).eval()
     layers = select_modules(model, spec.include if spec else [], spec.exclude if spec else [])
     ui.stage(f"sensitivity: {len(layers)} layers x {len(LEVELS)} levels, one-shot, no fine-tuning")
     scan = curves(model, layers, data.loader("val", 512), LEVELS, ui)

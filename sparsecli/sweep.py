@@ -22,6 +22,7 @@ from sparsecli import recipe as recipes
 from sparsecli.atomic import write_json
 from sparsecli.console import UI
 from sparsecli.errors import BadInput, GateFailed, RunFailed, SparsecliError
+from sparsecli.overrides import parse_override
 
 SCHEMA_VERSION = 1
 
@@ -77,7 +78,7 @@ def points(axes: dict[str, list[str]]) -> list[dict[str, Any]]:
     keys = list(axes)
     out = []
     for values in itertools.product(*axes.values()):
-        parsed = {k: recipes.parse_override(f"{k}={v}")[1] for k, v in zip(keys, values, strict=True)}
+        parsed = {k: parse_override(f"{k}={v}")[1] for k, v in zip(keys, values, strict=True)}
         items = [f"{k}={v}" for k, v in zip(keys, values, strict=True)]
         out.append({"slug": _slug(keys, values), "overrides": parsed, "set": items})
     return out
@@ -160,7 +161,7 @@ def run(recipe_path: Path, overrides: list[str], ui: UI, output: Path | None = N
     for point in todo:
         point["run_dir"], point["status"] = str(folder / point["slug"]), "pending"
     doc = {"schema_version": SCHEMA_VERSION, "name": base.name, "recipe": str(recipe_path), "folder": str(folder)}
-    doc.update(axes={k: [recipes.parse_override(f"{k}={v}")[1] for v in vs] for k, vs in axes.items()})
+    doc.update(axes={k: [parse_override(f"{k}={v}")[1] for v in vs] for k, vs in axes.items()})
     doc.update(fixed=fixed, points=todo, plot=None, plot_note=None)
     try:
         with _stop_on_signal() as signals:

@@ -163,6 +163,21 @@ def test_keep_rounds_drops_contended_or_falls_back():
     assert kept == list(range(10)) and contended
 
 
+def test_rounds_kept_prefer_the_record_then_each_other_then_clean_ones():
+    clean = [True] * 8 + [False] * 2
+    model = [1.0] * 10
+    at_record = [0.1] * 4 + [0.2] * 6  # the canary at its record in rounds 0-3, then 2x slower
+    kept, contended = bench_stats.rounds_to_keep(clean, [model, at_record], [None, 0.1], wanted=4)
+    assert kept == [0, 1, 2, 3] and not contended
+    kept, contended = bench_stats.rounds_to_keep(clean, [model, [0.2] * 10], [None, 0.1], wanted=4)
+    assert kept == list(range(8)) and not contended  # slow throughout the wait: rounds compared with each other
+    scattered = [1.0, 2.0] * 5  # medians of few-run blocks scatter past any margin: clean rounds still count
+    kept, contended = bench_stats.rounds_to_keep(clean, [scattered, [0.1] * 10], [None, 0.1], wanted=8)
+    assert kept == list(range(8)) and not contended
+    kept, contended = bench_stats.rounds_to_keep([True] + [False] * 9, [model, model], [None, None], wanted=20)
+    assert kept == list(range(10)) and contended  # too few clean rounds: everything, marked contended
+
+
 def test_foreign_load_is_machine_busy_minus_own():
     start = bench_stats.CpuSample(wall=0.0, system_busy=10.0, own=1.0)
     end = bench_stats.CpuSample(wall=0.5, system_busy=11.5, own=1.5)  # 1.5 s busy, 0.5 s ours, in 0.5 s

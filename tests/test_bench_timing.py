@@ -1,4 +1,4 @@
-"""The timed rounds: waiting for a machine slower than its record, the wait budget, and which rounds are kept.
+"""The timed rounds: waiting for a machine slower than its record, and the wait budget.
 
 Runners here are fake workloads whose durations are set by sleeping, so a "slow machine" can be made on
 purpose; the margins (2x and more against a 15% threshold) leave room for a busy test machine.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from sparsecli import bench, bench_timing
+from sparsecli import bench_timing
 
 
 class NoClock:
@@ -55,18 +55,3 @@ def test_wait_stops_at_its_budget_and_without_a_record_there_is_none():
     assert len(blocks[1]) == plan.rounds  # the plan timed, none at the record: repeating would not help
     blocks, plan = _time(Workload(fast_s=0.008), record_ms=None, wait_s=10.0)
     assert plan.waited_s == 0.0 and len(blocks[1]) == plan.rounds
-
-
-def test_rounds_kept_prefer_the_record_then_each_other_then_clean_ones():
-    clean = [True] * 8 + [False] * 2
-    model = [1.0] * 10
-    at_record = [0.1] * 4 + [0.2] * 6  # the canary at its record in rounds 0-3, then 2x slower
-    kept, contended = bench._keep(clean, [model, at_record], [None, 0.1], wanted=4)
-    assert kept == [0, 1, 2, 3] and not contended
-    kept, contended = bench._keep(clean, [model, [0.2] * 10], [None, 0.1], wanted=4)
-    assert kept == list(range(8)) and not contended  # slow throughout the wait: rounds compared with each other
-    scattered = [1.0, 2.0] * 5  # medians of few-run blocks scatter past any margin: clean rounds still count
-    kept, contended = bench._keep(clean, [scattered, [0.1] * 10], [None, 0.1], wanted=8)
-    assert kept == list(range(8)) and not contended
-    kept, contended = bench._keep([True] + [False] * 9, [model, model], [None, None], wanted=20)
-    assert kept == list(range(10)) and contended  # too few clean rounds: everything, marked contended

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sparsecli.errors import BadInput
-from sparsecli.recipe import apply_override, load, parse, parse_override
+from sparsecli.recipe import load, parse
 
 ISSUE_RECIPE = """\
 name: quickstart
@@ -89,17 +89,6 @@ def test_unreadable_yaml_names_the_line():
 def test_not_a_mapping():
     with pytest.raises(BadInput, match="a recipe is a YAML mapping"):
         parse("- 1\n- 2\n", "r.yaml", Path("."))
-
-
-def test_overrides_reach_lists_and_parse_yaml_values():
-    data = {"passes": [{"target": 0.5}], "data": {}}
-    apply_override(data, *parse_override("passes.0.target=0.9"))
-    apply_override(data, *parse_override("data.shape=[1, 8, 8]"))
-    assert data == {"passes": [{"target": 0.9}], "data": {"shape": [1, 8, 8]}}
-    with pytest.raises(BadInput, match="not an index"):
-        apply_override(data, *parse_override("passes.3.target=1"))
-    with pytest.raises(BadInput, match="dotted.key=value"):
-        parse_override("novalue")
 
 
 def test_relative_paths_resolve_against_the_recipe_folder(tmp_path):
