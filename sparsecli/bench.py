@@ -294,8 +294,7 @@ def time_models(
 
     `seq_len` sets dynamic axes other than the batch (token models: the sequence length).
     """
-    s = Settings(
-        provider, threads, warmup=warmup, iterations=iterations, rounds=rounds, control=False, max_wait_s=max_wait_s
-    )
+    timing = {"warmup": warmup, "iterations": iterations, "rounds": rounds, "max_wait_s": max_wait_s}
+    s = Settings(provider=provider, threads=threads, control=False, **timing)
     document = run(paths, [batch], InputSpec(seq_len=seq_len), s)
     return [m["latency_ms"] for m in document["results"][0]["models"]]
