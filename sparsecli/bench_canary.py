@@ -27,7 +27,7 @@ import numpy as np
 
 from sparsecli.atomic import atomic_path
 from sparsecli.bench_session import Settings, open_session, runner
-from sparsecli.bench_stats import SLOW_MARGIN
+from sparsecli.bench_stats import RECORD_MARGIN
 from sparsecli.errors import RunFailed
 
 INPUT = "x"
@@ -158,6 +158,6 @@ class Canary:
             "canary_ms": ran,
             "best_ms": reference,
             "slowdown": slowdown,
-            "slow": slowdown is not None and slowdown > 1.0 + SLOW_MARGIN,
+            "slow": slowdown is not None and slowdown > 1.0 + RECORD_MARGIN,
             "key": self.key,
         }

@@ -158,10 +158,10 @@ def _wait_for_record(
     plan: Plan,
     progress: Callable[[int, int, bool], None] | None,
 ) -> None:
-    """Time blocks of the runners that have a record until each is within SLOW_MARGIN of it, or the plan's
+    """Time blocks of the runners that have a record until each is within RECORD_MARGIN of it, or the plan's
     wait budget is spent. Measured on a 2-vCPU guest: the machine ran 1.33-1.5x slow in spells of 9-70 s
     between quiet ones of 8-36 s; rounds taken in a spell read the small model's batch-1 speedup 20% low."""
-    limits = {i: (1.0 + bench_stats.SLOW_MARGIN) * r for i, r in enumerate(records) if r is not None}
+    limits = {i: (1.0 + bench_stats.RECORD_MARGIN) * r for i, r in enumerate(records) if r is not None}
     while limits and plan.may_wait():
         start = time.perf_counter()
         limits = {i: cap for i, cap in limits.items() if _block(runners[i], clock, per_block[i]).median_ms > cap}

@@ -211,6 +211,9 @@ def test_slow_rounds_flag_a_spell_of_slow_machine_but_not_a_run_slow_throughout(
     assert bench_stats.slow_rounds([slow, slow]) == [False] * 5  # compared with itself: nothing to drop
     assert bench_stats.slow_rounds([[1.0] * 9 + [1.2]]) == [False] * 9 + [True]
     assert bench_stats.slow_rounds([[]]) == []
+    # against a record: more than 10% above it is slow, even when every round is alike
+    assert bench_stats.slow_rounds([[1.0] * 5, [0.112] * 5], records=[None, 0.1]) == [True] * 5
+    assert bench_stats.slow_rounds([[1.0] * 5, [0.108] * 5], records=[None, 0.1]) == [False] * 5
 
 
 # -- the harness -----------------------------------------------------------------------------------------
