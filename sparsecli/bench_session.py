@@ -22,6 +22,7 @@ GRAPH_OPT = {
 }
 EXECUTION_MODE = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 DEFAULT_MIN_TIME = 2.0  # s of timed runs per model and batch when neither iterations nor min_time is given
+DEFAULT_MAX_WAIT_S = 60.0  # s per batch to wait for a machine slower than its record (bench_timing)
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Settings:
     min_time: float | None = None  # s of timed rounds per model and batch (default DEFAULT_MIN_TIME)
     include_copies: bool = False  # GPU: time host<->device copies too (else I/O binding keeps them out)
     control: bool = True  # a second session of the baseline, timed like the others
-    max_wait_s: float = 60.0  # per batch: time the canary alone while the machine runs slower than its record
+    max_wait_s: float = DEFAULT_MAX_WAIT_S  # per batch: time the canary alone while slower than its record
     max_foreign_load: float = 0.25  # cores other processes may take beyond those the session leaves idle
     block_s: float = 0.01  # target wall time of one model's block in a round (min_time mode)
     min_rounds: int = 20

@@ -104,6 +104,7 @@ def time_rounds(
     """
     per_block = list(per_block)
     blocks: list[list[Block]] = [[] for _ in runners]
+    medians: list[list[float]] = [[] for _ in runners]  # of the blocks, kept alongside: judged every round
     loads: list[float | None] = []
     clean_rounds: list[bool] = []
     records = list(records or [None] * len(runners))
@@ -116,8 +117,10 @@ def time_rounds(
                 _wait_for_record(runners, records, per_block, clock, plan, progress)
             order = range(len(runners)) if len(loads) % 2 == 0 else reversed(range(len(runners)))
             load, clean, wall = _round(runners, clock, per_block, order, blocks, allowed_foreign)
+            for model_medians, model_blocks in zip(medians, blocks, strict=True):
+                model_medians.append(model_blocks[-1].median_ms)
             loads, clean_rounds = [*loads, load], [*clean_rounds, clean]
-            behind = bench_stats.slow_rounds([[b.median_ms for b in bs] for bs in blocks], records=records)[-1]
+            behind = bench_stats.slow_rounds(medians, records=records)[-1]
             plan.add(clean and not behind, wall)
             if progress:
                 progress(*plan.progress(), False)

@@ -242,12 +242,12 @@ def benchmark(
         float | None, typer.Option(min=0.0, help="Seconds of timed rounds per model and batch [default: 2].")
     ] = None,
     max_wait: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0.0,
-            help="Seconds per batch to wait for a machine running slower than its recorded speed (0: never).",
+            help="Seconds per batch to wait for a machine slower than its recorded speed (0: never) [default: 60].",
         ),
-    ] = 60.0,
+    ] = None,
     include_copies: Annotated[bool, typer.Option(help="GPU: time host<->device copies (no I/O binding).")] = False,
     control: Annotated[bool, typer.Option(help="Time a second session of the baseline (noise floor).")] = True,
     json_mode: JsonOpt = False,

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from sparsecli import recipe_problems
+from sparsecli.bench_session import DEFAULT_MAX_WAIT_S
 from sparsecli.errors import BadInput
 from sparsecli.overrides import apply_override, parse_override
 from sparsecli.passes import REGISTRY
@@ -216,7 +217,7 @@ class BenchmarkSpec(Section):
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads; default: its own.")
     seq_len: int = Field(128, ge=1, description="Token models: sequence length of the timed inputs.")
     max_wait_s: float = Field(
-        60.0,
+        DEFAULT_MAX_WAIT_S,
         ge=0,
         description="Seconds per batch to wait for a machine running slower than its recorded speed (0: never).",
     )
